@@ -1,0 +1,103 @@
+"""The se-deploy command line: a thin typer app.
+
+Commands live in ``se_deploy/commands/<name>.py``; each module exposes ``register(app)``.
+This file only wires them together and turns errors into one line and an exit code:
+a :class:`SeDeployError` prints ``error: <message>`` and exits with its code; Ctrl-C exits
+130; an unexpected exception is an internal bug and says how to get the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Callable
+
+import typer
+from rich.console import Console
+
+from se_deploy import __version__
+from se_deploy.errors import SeDeployError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+app = typer.Typer(
+    name="se-deploy",
+    help="Deploy Squeeze-and-Excitation CNNs: export to ONNX, fuse SE blocks, quantize to INT8/FP16, "
+    "build TensorRT engines and measure the SE latency tax against the plain backbone.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def fail(message: str, code: int) -> "typer.Exit":
+    err_console.print(f"error: {message}", soft_wrap=True, markup=False)
+    return typer.Exit(code)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Wrap a command so user errors become one line plus a non-zero exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except SeDeployError as e:
+            raise fail(str(e), e.exit_code) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+        except Exception as e:  # an internal bug: say so, without a traceback unless asked
+            if os.environ.get("SE_DEPLOY_DEBUG"):
+                raise
+            raise fail(f"internal error: {type(e).__name__}: {e} (set SE_DEPLOY_DEBUG=1 for the traceback)", 70) from None
+
+    return wrapper
+
+
+def command(name: str | None = None, **kwargs) -> Callable:
+    """``@command("export")``: register a typer command wrapped by :func:`handle_errors`."""
+
+    def deco(fn: Callable) -> Callable:
+        app.command(name, **kwargs)(handle_errors(fn))
+        return fn
+
+    return deco
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.print(f"se-deploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """se-deploy: SE-network deployment toolkit."""
+
+
+def _register_commands() -> None:
+    # Each command module imports its heavy dependencies inside the command body,
+    # so `se-deploy --help` stays fast and works without torch/tensorrt.
+    from se_deploy.commands import bench, engines, export, fuse, pipeline, quantize
+
+    for mod in (export, fuse, quantize, engines, bench, pipeline):
+        mod.register(command)
+
+
+_register_commands()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - outside a command body
+        err_console.print("error: interrupted")
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""TensorRT engine builder and runner (TensorRT is imported lazily)."""

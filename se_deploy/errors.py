@@ -1,0 +1,83 @@
+"""One error hierarchy for se-deploy.
+
+Every user-facing failure raises a subclass of :class:`SeDeployError`. The CLI prints
+its message as a single line and exits with its ``exit_code``. Bugs inside se-deploy
+raise :class:`InternalError` (deliberately *not* a SeDeployError) so they are never
+mistaken for bad input.
+"""
+
+from __future__ import annotations
+
+
+class SeDeployError(Exception):
+    """Base for every error caused by user input or environment."""
+
+    exit_code = 1
+
+
+class UsageError(SeDeployError):
+    """Bad option values or incompatible option combinations."""
+
+    exit_code = 2
+
+
+class InputError(SeDeployError):
+    """A file or value given by the user cannot be used (missing, corrupt, wrong format)."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A pipeline config has an unknown key or a bad value."""
+
+
+class ModelError(SeDeployError):
+    """A model cannot be created or its weights cannot be loaded."""
+
+    exit_code = 3
+
+
+class ExportError(SeDeployError):
+    """PyTorch -> ONNX export failed or did not pass parity."""
+
+    exit_code = 4
+
+
+class GraphPassError(SeDeployError):
+    """A graph pass failed or could not prove its result."""
+
+    exit_code = 5
+
+
+class CalibrationError(SeDeployError):
+    """Calibration data is missing, malformed or insufficient."""
+
+    exit_code = 6
+
+
+class QuantizationError(SeDeployError):
+    """INT8/FP16 conversion failed, or the result missed its accuracy budget."""
+
+    exit_code = 7
+
+
+class EngineError(SeDeployError):
+    """An engine could not be built, loaded or run."""
+
+    exit_code = 8
+
+
+class MissingDependencyError(SeDeployError):
+    """An optional dependency (tensorrt, pycuda, timm, ...) is not installed."""
+
+    exit_code = 9
+
+
+class BenchmarkError(SeDeployError):
+    """A benchmark could not run."""
+
+    exit_code = 10
+
+
+class InternalError(Exception):
+    """A bug in se-deploy itself, not a user error."""

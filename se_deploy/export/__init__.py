@@ -1,0 +1,1 @@
+"""PyTorch -> ONNX export, simplification, SE detection and SE graph passes."""

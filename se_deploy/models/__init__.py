@@ -1,0 +1,1 @@
+"""se_deploy.models"""
