@@ -86,9 +86,9 @@ def _root(
 def _register_commands() -> None:
     # Each command module imports its heavy dependencies inside the command body,
     # so `se-deploy --help` stays fast and works without torch/tensorrt.
-    from se_deploy.commands import bench, engines, export, fuse, pipeline, quantize
+    from se_deploy.commands import bench, doctor, engines, export, fuse, pipeline, quantize
 
-    for mod in (export, fuse, quantize, engines, bench, pipeline):
+    for mod in (export, fuse, quantize, engines, doctor, bench, pipeline):
         mod.register(command)
 
 
