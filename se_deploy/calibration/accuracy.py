@@ -1,0 +1,109 @@
+"""FP32 vs FP16 vs INT8, side by side, on held-out inputs.
+
+Every candidate runs under onnxruntime on the same samples as the FP32 reference. Against
+the reference: top-1 agreement, cosine similarity, SQNR and max abs error of the first
+output (the logits). With labels: top-1/top-5 accuracy for each precision and the drop in
+points from FP32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from se_deploy.calibration.dataset import CalibrationSet
+from se_deploy.errors import CalibrationError, InputError
+from se_deploy.numerics import compare_arrays
+
+MAX_EVAL_BATCH = 64
+
+
+def run_model(model: str | Path, data: CalibrationSet, *, threads: int = 0) -> np.ndarray:
+    """The first output of ``model`` over every sample of ``data`` (batched as the model allows)."""
+    from se_deploy.engines.onnxruntime import OrtConfig, OrtRunner
+
+    with OrtRunner(model, OrtConfig(threads=threads)) as runner:
+        inputs = runner.inputs
+        if len(inputs) != 1:
+            raise InputError(f"{model}: accuracy comparison supports single-input models, got {len(inputs)}")
+        spec = inputs[0]
+        if spec.name != data.input_name:
+            raise CalibrationError(f"evaluation data is keyed {data.input_name!r} but {Path(model).name} "
+                                   f"expects input {spec.name!r}")
+        static_b = spec.shape[0] if spec.shape and isinstance(spec.shape[0], int) and spec.shape[0] > 0 else None
+        batch = static_b or min(MAX_EVAL_BATCH, len(data))
+        outs = []
+        out_name = runner.outputs[0].name
+        feed_dtype = np.float16 if spec.dtype == "float16" else np.float32
+        for feed in data.batches(batch, drop_last=static_b is not None):
+            x = feed[data.input_name].astype(feed_dtype, copy=False)
+            outs.append(np.asarray(runner.infer({spec.name: x})[out_name], dtype=np.float32))
+    return np.concatenate(outs, axis=0)
+
+
+def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Percent of samples whose label is among the ``k`` highest logits."""
+    k = min(k, logits.shape[1])
+    top = np.argpartition(-logits, kth=k - 1, axis=1)[:, :k]
+    return float(np.mean(np.any(top == labels[:, None], axis=1)) * 100.0)
+
+
+def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], data: CalibrationSet) -> dict:
+    """Compare each candidate with the FP32 ``reference`` on ``data``; return a JSON-ready report."""
+    ref = run_model(reference, data)
+    n = ref.shape[0]
+    labels = data.labels[:n] if data.labels is not None else None
+    report: dict = {
+        "samples": int(n),
+        "data": {"role": data.provenance.get("role", "evaluation"), "source_kind": data.source_kind,
+                 "synthetic": data.is_synthetic, "labelled": labels is not None},
+        "reference": {"model": str(reference)},
+        "candidates": {},
+    }
+    if ref.ndim != 2:
+        ref2 = ref.reshape(n, -1)
+    else:
+        ref2 = ref
+    if labels is not None and ref2.shape[1] > 1:
+        report["reference"].update(top1=topk_accuracy(ref2, labels, 1), top5=topk_accuracy(ref2, labels, 5))
+    for name, path in candidates.items():
+        got = run_model(path, data)[:n].reshape(ref2.shape)
+        c = compare_arrays(ref2, got)
+        entry = {"model": str(path), "top1_agreement": None if c.top1_agreement is None else c.top1_agreement * 100.0,
+                 "cosine": c.cosine, "sqnr_db": c.sqnr_db, "max_abs": c.max_abs, "rel_max_abs": c.rel_max_abs}
+        if "top1" in report["reference"]:
+            entry["top1"] = topk_accuracy(got, labels, 1)
+            entry["top5"] = topk_accuracy(got, labels, 5)
+            entry["top1_drop"] = report["reference"]["top1"] - entry["top1"]
+        report["candidates"][name] = entry
+    return report
+
+
+def render_table(report: dict, title: str = "accuracy vs FP32"):
+    """A rich Table of an :func:`evaluate` report."""
+    from rich.table import Table
+
+    d = report["data"]
+    caption = f"{report['samples']} {d['role']} samples ({d['source_kind']}{', SYNTHETIC' if d['synthetic'] else ''})"
+    table = Table(title=title, caption=caption)
+    labelled = "top1" in report["reference"]
+    for col in ["model", "top-1 agree %", "cosine", "SQNR dB", "max abs"] + (["top-1 %", "top-5 %", "drop pt"]
+                                                                              if labelled else []):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    ref = report["reference"]
+    row = ["fp32 (reference)", "100.00", "1.000000", "inf", "0"]
+    if labelled:
+        row += [f"{ref['top1']:.2f}", f"{ref['top5']:.2f}", "-"]
+    table.add_row(*row)
+    for name, e in report["candidates"].items():
+        agree = "-" if e["top1_agreement"] is None else f"{e['top1_agreement']:.2f}"
+        row = [name, agree, f"{e['cosine']:.6f}", f"{e['sqnr_db']:.1f}", f"{e['max_abs']:.3g}"]
+        if labelled:
+            row += [f"{e['top1']:.2f}", f"{e['top5']:.2f}", f"{e['top1_drop']:+.2f}"]
+        table.add_row(*row)
+    return table
+
+
+__all__ = ["evaluate", "run_model", "topk_accuracy", "render_table"]

@@ -1,0 +1,151 @@
+"""FP16 ONNX graphs with onnxconverter-common's float16 converter, checked against FP32.
+
+TensorRT 11 has no FP16 builder flag: an FP16 engine comes from an FP16 graph, so the
+precision is decided here. Graph inputs and outputs stay float32 by default (Cast nodes
+at the edges) so existing pre- and post-processing keep working.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from se_deploy._util import check_output_path, sha256_file, write_sidecar
+from se_deploy.errors import QuantizationError, UsageError
+
+# Ops kept in float32 on top of onnxconverter-common's own list (which covers ops without
+# FP16 kernels or with unsafe FP16 numerics: TopK, Resize, Range, CumSum, Min, Max, NMS, ...).
+# Softmax and the normalisations accumulate over many values; in FP16 they lose digits.
+EXTRA_FP16_BLOCK_LIST = ("Softmax", "LogSoftmax", "LayerNormalization", "InstanceNormalization", "ReduceSum",
+                         "ReduceSumSquare", "ReduceL2", "ReduceLogSumExp")
+
+
+def default_op_block_list() -> tuple[str, ...]:
+    from onnxconverter_common import float16
+
+    return tuple(dict.fromkeys([*float16.DEFAULT_OP_BLOCK_LIST, *EXTRA_FP16_BLOCK_LIST]))
+
+
+@dataclass(frozen=True)
+class Fp16Config:
+    """How to build the FP16 graph.
+
+    ``keep_io_types``: graph inputs/outputs stay float32 (``--fp16-io`` makes them float16).
+    ``op_block_list``: op types kept float32; None means :func:`default_op_block_list`.
+    ``keep_se_float``: keep each SE block's squeeze, excitation and gate in float32.
+    ``min_cosine``: the FP16 output must reach this cosine similarity with FP32 on the check inputs.
+    """
+
+    keep_io_types: bool = True
+    op_block_list: tuple[str, ...] | None = None
+    node_block_list: tuple[str, ...] = ()
+    keep_se_float: bool = False
+    min_cosine: float = 0.999
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.min_cosine <= 1.0:
+            raise UsageError(f"min cosine must be in (0, 1], got {self.min_cosine}")
+        if self.op_block_list is not None:
+            object.__setattr__(self, "op_block_list", tuple(self.op_block_list))
+        object.__setattr__(self, "node_block_list", tuple(self.node_block_list))
+
+    def resolved_op_block_list(self) -> tuple[str, ...]:
+        return default_op_block_list() if self.op_block_list is None else self.op_block_list
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["op_block_list"] = list(self.resolved_op_block_list())
+        d["node_block_list"] = list(self.node_block_list)
+        return d
+
+
+def _check_inputs(model, eval_set):
+    """Real held-out samples when given; otherwise deterministic probes (random normal and constant)."""
+    from se_deploy.calibration.quantize import model_input
+    from se_deploy.numerics import probe_inputs
+
+    name, shape = model_input(model)
+    if eval_set is not None:
+        return name, eval_set.arrays[:64], f"{min(len(eval_set), 64)} {eval_set.provenance.get('role', 'evaluation')} samples"
+    dims = [d if isinstance(d, int) and d > 0 else None for d in shape]
+    if any(d is None for d in dims[1:]):
+        raise UsageError(f"input {name!r} has dynamic C/H/W {tuple(shape)}; give evaluation data to check FP16")
+    probes = probe_inputs((2, *dims[1:]), seed=0)
+    return name, np.concatenate([p for _, p in probes]), "probe inputs (random normal and constant)"
+
+
+def convert_fp16(onnx_in: str | Path, onnx_out: str | Path, config: Fp16Config, *, eval_set=None) -> dict:
+    """Write an FP16 model to ``onnx_out`` (+ sidecar) and return the sidecar dict.
+
+    The converted model is run next to the FP32 one; if its cosine similarity falls below
+    ``config.min_cosine`` the model is kept, marked rejected, and QuantizationError is raised.
+    """
+    from onnxconverter_common import float16
+
+    from se_deploy.calibration.quantize import name_nodes
+    from se_deploy.engines.onnxruntime import run_onnx
+    from se_deploy.numerics import compare_arrays
+    from se_deploy.onnx_io import load_onnx, save_onnx
+
+    onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
+    check_output_path(onnx_out)
+    if onnx_out.resolve() == onnx_in.resolve():
+        raise UsageError("the FP16 output would overwrite the input model; choose another -o")
+    t0 = time.perf_counter()
+    model = load_onnx(onnx_in)
+    name_nodes(model)
+    node_block = list(config.node_block_list)
+    se_kept: list[str] = []
+    if config.keep_se_float:
+        from se_deploy.export.se_detect import find_se_blocks
+
+        for b in find_se_blocks(model):
+            se_kept.extend(n for n in b.excitation_nodes if n)
+        node_block.extend(se_kept)
+    known = {n.name for n in model.graph.node}
+    unknown = [n for n in config.node_block_list if n not in known]
+    if unknown:
+        raise UsageError(f"FP16 node block list names nodes not in the model: {unknown[:3]}")
+    fp32_bytes = model.SerializeToString()
+    try:
+        converted = float16.convert_float_to_float16(model, keep_io_types=config.keep_io_types,
+                                                     op_block_list=list(config.resolved_op_block_list()),
+                                                     node_block_list=node_block or None)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise QuantizationError(f"FP16 conversion failed: {first}") from None
+    save_onnx(converted, onnx_out)
+
+    name, x, what = _check_inputs(model, eval_set)
+    ref = run_onnx(fp32_bytes, {name: x})
+    feed = x if config.keep_io_types else x.astype(np.float16)
+    got = run_onnx(onnx_out, {name: feed})
+    out_name = next(iter(ref))
+    cmp = compare_arrays(ref[out_name], np.asarray(got[out_name], dtype=np.float32))
+    status = "accepted" if cmp.cosine >= config.min_cosine else "rejected"
+    counts: dict[str, int] = {}
+    for n in converted.graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    side = {
+        "kind": "fp16",
+        "status": status,
+        "source_model": str(onnx_in),
+        "source_sha256": sha256_file(onnx_in),
+        "config": config.to_dict(),
+        "se_nodes_kept_float": se_kept,
+        "io_types": "float32" if config.keep_io_types else "float16",
+        "cast_nodes": counts.get("Cast", 0),
+        "numerics": {"inputs": what, **cmp.to_dict(), "min_cosine": config.min_cosine},
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    write_sidecar(onnx_out, side)
+    if status == "rejected":
+        raise QuantizationError(f"FP16 output cosine {cmp.cosine:.6f} is below {config.min_cosine}; {onnx_out} is "
+                                "kept and marked rejected; block more ops with --fp16-block")
+    return side
+
+
+__all__ = ["Fp16Config", "convert_fp16", "default_op_block_list", "EXTRA_FP16_BLOCK_LIST"]

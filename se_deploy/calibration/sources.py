@@ -1,0 +1,146 @@
+"""Where calibration and evaluation samples come from: image folders, .npy/.npz files, synthetic.
+
+Each reader returns plain arrays plus facts for the provenance record; the
+:class:`~se_deploy.calibration.dataset.CalibrationSet` wraps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from se_deploy.errors import CalibrationError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+LABEL_KEYS = ("labels", "label", "y")
+_FLOAT_KINDS = "f"
+
+
+@dataclass
+class SourceData:
+    arrays: np.ndarray  # N x C x H x W float32
+    labels: np.ndarray | None = None
+    class_names: list[str] | None = None
+    files: list[str] | None = None
+    facts: dict = field(default_factory=dict)
+
+
+def find_images(root: Path) -> list[Path]:
+    """Every image below ``root``, sorted by relative POSIX path so the order is the same everywhere."""
+    found = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def class_layout(root: Path, files: Sequence[Path]) -> tuple[np.ndarray | None, list[str] | None]:
+    """Labels for the image-folder-per-class layout (``root/<class>/<image>``), else (None, None).
+
+    The layout counts only when every image sits exactly one folder deep and there are at
+    least two class folders; class indices follow the sorted folder names.
+    """
+    parts = [f.relative_to(root).parts for f in files]
+    if not parts or any(len(p) != 2 for p in parts):
+        return None, None
+    names = sorted({p[0] for p in parts})
+    if len(names) < 2:
+        return None, None
+    index = {n: i for i, n in enumerate(names)}
+    return np.asarray([index[p[0]] for p in parts], dtype=np.int64), names
+
+
+def read_images(files: Sequence[Path], convert: Callable, *, strict: bool,
+                progress: bool = True) -> tuple[list[np.ndarray], list[int], list[str]]:
+    """Decode ``files`` with Pillow and ``convert`` each image.
+
+    Returns (arrays, indices of the files kept, unreadable files). A corrupt file raises
+    CalibrationError when ``strict``; otherwise it is skipped and listed.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    arrays: list[np.ndarray] = []
+    kept: list[int] = []
+    bad: list[str] = []
+
+    def _one(i: int, path: Path) -> None:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                arrays.append(convert(im))
+            kept.append(i)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            if strict:
+                raise CalibrationError(f"unreadable image {path} ({type(e).__name__}); "
+                                       "drop --strict to skip corrupt images") from None
+            bad.append(str(path))
+
+    if progress and len(files) > 1:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = (TextColumn("reading images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task("read", total=len(files))
+            for i, path in enumerate(files):
+                _one(i, path)
+                bar.advance(task)
+    else:
+        for i, path in enumerate(files):
+            _one(i, path)
+    return arrays, kept, bad
+
+
+def _check_array(arr: np.ndarray, what: str, sample_shape: Sequence) -> np.ndarray:
+    if arr.dtype.kind not in _FLOAT_KINDS:
+        raise CalibrationError(f"{what} has dtype {arr.dtype}, expected float32 "
+                               "(preprocessed data; use an image folder for raw pixels)")
+    if arr.ndim != len(sample_shape) + 1:
+        raise CalibrationError(f"{what} has shape {tuple(arr.shape)}, expected (N, "
+                               f"{', '.join(str(d) for d in sample_shape)})")
+    for got, want in zip(arr.shape[1:], sample_shape):
+        if isinstance(want, int) and want > 0 and got != want:
+            raise CalibrationError(f"{what} has shape {tuple(arr.shape)}, expected (N, "
+                                   f"{', '.join(str(d) for d in sample_shape)})")
+    if arr.shape[0] == 0:
+        raise CalibrationError(f"{what} holds no samples")
+    if not np.all(np.isfinite(arr)):
+        raise CalibrationError(f"{what} contains NaN or infinite values")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def read_array_file(path: Path, input_name: str, sample_shape: Sequence) -> SourceData:
+    """A .npy (one array) or .npz (keyed by the model's input name, optional ``labels``) file."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+            return SourceData(_check_array(arr, f"{path.name}", sample_shape), facts={"dtype": str(arr.dtype)})
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise CalibrationError(f"cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                               .rstrip(": ")) from None
+    with data:
+        keys = list(data.keys())
+        if input_name not in keys:
+            raise CalibrationError(f"{path.name} has no array named {input_name!r} (the model's input); "
+                                   f"it holds {keys}")
+        arr = data[input_name]
+        labels = None
+        for key in LABEL_KEYS:
+            if key in keys:
+                labels = np.asarray(data[key])
+                break
+    arrays = _check_array(arr, f"{path.name}[{input_name!r}]", sample_shape)
+    if labels is not None:
+        if labels.ndim != 1 or labels.shape[0] != arrays.shape[0] or labels.dtype.kind not in "iu":
+            raise CalibrationError(f"{path.name}: labels must be {arrays.shape[0]} integers, got "
+                                   f"shape {tuple(labels.shape)} dtype {labels.dtype}")
+        labels = labels.astype(np.int64)
+    return SourceData(arrays, labels=labels, facts={"dtype": str(arr.dtype), "keys": keys})
+
+
+def synthetic(n: int, sample_shape: Sequence[int], seed: int) -> SourceData:
+    """Standard-normal tensors for smoke runs. Not real data: every report says so."""
+    rng = np.random.default_rng(seed)
+    arr = rng.standard_normal((n, *sample_shape)).astype(np.float32)
+    return SourceData(arr, facts={"distribution": "standard normal", "warning": "synthetic data, not real images"})
