@@ -349,7 +349,43 @@ def _parse_squeeze(value, nodes: list, stage: int):
             raise NoMatch(f"AveragePool {n.name} uses auto_pad", stage)
         nodes.append(n)
         return x, n, op
+    if op in ("Conv", "BatchNormalization"):
+        return _parse_hoisted(value, nodes, stage)
     raise NoMatch(f"{value.name} is produced by {op}, not a global average pool", stage)
+
+
+def _same_op(a, b) -> bool:
+    if a.op_type != b.op_type or len(a.inputs) != len(b.inputs):
+        return False
+    for va, vb in zip(a.inputs[1:], b.inputs[1:]):
+        if va is vb:
+            continue
+        ca, cb = _const(va), _const(vb)
+        if ca is None or cb is None or ca.shape != cb.shape or not np.array_equal(ca, cb):
+            return False
+    attrs_a = {k: v.value for k, v in a.attributes.items()}
+    attrs_b = {k: v.value for k, v in b.attributes.items()}
+    return attrs_a == attrs_b
+
+
+def _parse_hoisted(value, nodes: list, stage: int):
+    """A squeeze moved above a pointwise producer: Conv/BN(GAP(u)) next to x = Conv/BN(u)."""
+    chain = []
+    n = _producer(value)
+    while n is not None and n.op_type in ("Conv", "BatchNormalization"):
+        chain.insert(0, n)
+        n = _producer(n.inputs[0])
+    if n is None or n.op_type != "GlobalAveragePool":
+        raise NoMatch(f"{value.name} is not a global average pool (nor one hoisted above a pointwise conv)", stage)
+    u = n.inputs[0]
+    v = u
+    for op in chain:  # the SE input must be the same chain applied to u at full resolution
+        users = [c for c in v.consumers() if c is not op and _same_op(c, op)]
+        if not users:
+            raise NoMatch(f"hoisted squeeze {op.name} has no full-resolution twin", stage)
+        v = users[0].outputs[0]
+    nodes.extend([n, *chain])
+    return v, n, "GlobalAveragePool(hoisted)"
 
 
 def _position(scale_node) -> str:

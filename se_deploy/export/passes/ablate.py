@@ -1,0 +1,21 @@
+"""ablate-se: the plain twin of any SE model (every SE block replaced by scale 1).
+
+This changes the function on purpose. It exists so the SE tax can be measured for models
+that have no plain twin in the zoo: latency(model) / latency(ablate_se(model)) - 1.
+"""
+
+from __future__ import annotations
+
+from se_deploy.export.passes import _ir
+from se_deploy.export.passes._registry import PassContext, register_pass
+from se_deploy.export.se_detect import find_matches
+
+
+@register_pass("ablate-se", exact=False, summary="remove every SE block (scale by 1): the plain twin for SE-tax benchmarks")
+def ablate(model, ctx: PassContext) -> dict:
+    matches, _ = find_matches(model)
+    for m in matches:
+        _ir.replace_output(model.graph, m.scale.outputs[0], m.x)
+        _ir.remove_block(model.graph, m)
+    _ir.cleanup(model)
+    return {"changed": len(matches), "blocks": [m.block.scale_node for m in matches]}
