@@ -1,0 +1,38 @@
+"""Graph simplification with onnxsim (default) or onnxslim."""
+
+from __future__ import annotations
+
+from se_deploy._util import lazy_import
+from se_deploy.errors import UsageError
+
+SIMPLIFIERS = ("onnxsim", "onnxslim")
+
+
+def simplify(model, *, simplifier: str = "onnxsim", dynamic_batch: bool = False,
+             input_shape: tuple[int, ...] | None = None):
+    """Return ``(model, info)``. On failure the input model is returned unchanged and ``info['error']`` says why;
+    the caller's parity check then runs on whatever graph is kept."""
+    if simplifier not in SIMPLIFIERS:
+        raise UsageError(f"simplifier {simplifier!r} is not one of {', '.join(SIMPLIFIERS)}")
+    info: dict = {"simplifier": simplifier, "nodes_before": len(model.graph.node)}
+    try:
+        if simplifier == "onnxsim":
+            onnxsim = lazy_import("onnxsim", install_hint="pip install onnxsim", purpose="graph simplification")
+            kwargs = {}
+            if dynamic_batch and input_shape is not None:
+                # onnxsim checks its result on random inputs; give it a concrete shape for the symbolic batch.
+                kwargs["test_input_shapes"] = {model.graph.input[0].name: list(input_shape)}
+            out, ok = onnxsim.simplify(model, **kwargs)
+            if not ok:
+                info["error"] = "onnxsim could not validate the simplified model; kept the original"
+                return model, info
+            info["version"] = str(getattr(onnxsim, "__version__", "unknown"))
+        else:
+            onnxslim = lazy_import("onnxslim", install_hint="pip install onnxslim", purpose="graph simplification")
+            out = onnxslim.slim(model)
+            info["version"] = str(getattr(onnxslim, "__version__", "unknown"))
+    except Exception as e:  # simplifiers raise many kinds of errors on exotic graphs
+        info["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return model, info
+    info["nodes_after"] = len(out.graph.node)
+    return out, info

@@ -1,0 +1,224 @@
+"""PyTorch -> ONNX export with checker, simplifier, SE fusion and a numerical parity proof.
+
+Flow: export to a temporary file -> onnx.checker -> simplify -> default SE passes ->
+parity (PyTorch vs onnxruntime on random and constant inputs, two batch sizes when the
+batch is dynamic) -> atomic rename + ``model.onnx.json`` sidecar. Nothing is written under
+the final name unless parity holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from se_deploy._util import check_output_path, sha256_file, write_sidecar
+from se_deploy.errors import ExportError, UsageError
+from se_deploy.numerics import compare_arrays, probe_inputs
+
+EXPORTERS = ("dynamo", "legacy")
+DEFAULT_OPSET = 18
+MIN_OPSET, MAX_OPSET = 13, 23
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    input_shape: tuple[int, ...] = (1, 3, 224, 224)
+    dynamic_batch: bool = False
+    opset: int = DEFAULT_OPSET
+    exporter: str = "dynamo"
+    simplify: bool = True
+    simplifier: str = "onnxsim"
+    fuse: bool = True
+    tolerance: float = 1e-4  # max abs error relative to the output scale
+    input_name: str = "input"
+    output_name: str = "logits"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.input_shape) != 4 or any(int(d) <= 0 for d in self.input_shape):
+            raise UsageError(f"input shape must be NxCxHxW with positive dims, got {'x'.join(map(str, self.input_shape))}")
+        if self.exporter not in EXPORTERS:
+            raise UsageError(f"exporter {self.exporter!r} is not one of {', '.join(EXPORTERS)}")
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise UsageError(f"opset {self.opset} is outside the supported range {MIN_OPSET}..{MAX_OPSET}")
+        if not self.tolerance > 0:
+            raise UsageError(f"tolerance must be > 0, got {self.tolerance}")
+
+    @property
+    def parity_batches(self) -> tuple[int, ...]:
+        b = self.input_shape[0]
+        return (b, b + 2) if self.dynamic_batch else (b,)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    sidecar: Path
+    info: dict = field(default_factory=dict)
+
+
+StepCallback = Callable[[str, float, str], None]
+
+
+def _quiet():
+    """Silence exporter chatter (warnings and log lines) so the CLI output stays readable."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "torch.fx"):
+        lg = logging.getLogger(name)
+        old = lg.level
+        lg.setLevel(logging.ERROR)
+        stack.callback(lg.setLevel, old)
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    return stack
+
+
+def _torch_export(module, cfg: ExportConfig, path: Path) -> None:
+    import torch
+
+    x = torch.randn(*cfg.input_shape)
+    with _quiet(), torch.no_grad():
+        if cfg.exporter == "dynamo":
+            dyn = None
+            if cfg.dynamic_batch:
+                params = list(__import__("inspect").signature(module.forward).parameters)
+                dyn = {params[0]: {0: torch.export.Dim("batch", min=1, max=4096)}}
+            prog = torch.onnx.export(module, (x,), dynamo=True, input_names=[cfg.input_name],
+                                     output_names=[cfg.output_name], opset_version=cfg.opset,
+                                     dynamic_shapes=dyn, optimize=True, verbose=False)
+            prog.save(str(path))
+        else:
+            axes = {cfg.input_name: {0: "batch"}, cfg.output_name: {0: "batch"}} if cfg.dynamic_batch else None
+            torch.onnx.export(module, (x,), str(path), dynamo=False, input_names=[cfg.input_name],
+                              output_names=[cfg.output_name], opset_version=min(cfg.opset, 20),
+                              dynamic_axes=axes, do_constant_folding=True)
+
+
+def check_parity(module, onnx_model, cfg: ExportConfig) -> dict:
+    """Run PyTorch and onnxruntime on the same probe inputs; return the worst errors per probe."""
+    import torch
+
+    from se_deploy.engines.onnxruntime import OrtRunner
+
+    results = []
+    with OrtRunner(onnx_model) as runner:
+        in_name = runner.inputs[0].name
+        for label, arr in probe_inputs(cfg.input_shape, cfg.parity_batches, seed=cfg.seed):
+            with torch.no_grad():
+                ref = module(torch.from_numpy(arr)).detach().numpy()
+            got = next(iter(runner.infer({in_name: arr}).values()))
+            c = compare_arrays(ref, got)
+            results.append({"input": label, "max_abs": c.max_abs, "rel_max_abs": c.rel_max_abs,
+                            "top1_agreement": c.top1_agreement})
+    worst = max(r["rel_max_abs"] for r in results)
+    return {"tolerance": cfg.tolerance, "metric": "max|onnx - torch| / max|torch|", "worst_rel_max_abs": worst,
+            "passed": bool(worst <= cfg.tolerance), "probes": results}
+
+
+def _fuse(model) -> tuple[Any, dict]:
+    from se_deploy.export.passes import fuse_default
+
+    return fuse_default(model)
+
+
+def export_model(model_or_spec, output: str | Path, config: ExportConfig | None = None, *,
+                 on_step: StepCallback | None = None, source: dict | None = None, **overrides) -> ExportResult:
+    """Export a torch module (or a model spec string) to ONNX with a parity proof and a sidecar.
+
+    ``overrides`` are ExportConfig fields (``input_shape=(1,3,64,64), dynamic_batch=True, ...``).
+    """
+    import onnx
+
+    cfg = config or ExportConfig(**overrides)
+    if config is not None and overrides:
+        cfg = ExportConfig(**{**asdict(config), **overrides})
+    out = check_output_path(output)
+    step = on_step or (lambda name, secs, detail: None)
+
+    if isinstance(model_or_spec, str):
+        from se_deploy.models import load_model
+
+        loaded = load_model(model_or_spec)
+        module, source = loaded.module, {**loaded.source, **(source or {})}
+    else:
+        module, source = model_or_spec.eval(), (source or {"kind": "module", "class": type(model_or_spec).__name__})
+
+    info: dict[str, Any] = {"source": source, "exporter": cfg.exporter, "config": asdict(cfg)}
+    with tempfile.TemporaryDirectory(prefix="se_deploy_export_") as td:
+        raw = Path(td) / "raw.onnx"
+        t0 = time.perf_counter()
+        try:
+            _torch_export(module, cfg, raw)
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            hint = " (try --exporter legacy)" if cfg.exporter == "dynamo" else ""
+            raise ExportError(f"torch.onnx export ({cfg.exporter}) failed: {msg}{hint}") from None
+        model = onnx.load(str(raw))
+        step("export", time.perf_counter() - t0, f"{cfg.exporter} exporter, opset {cfg.opset}, {len(model.graph.node)} nodes")
+
+        t0 = time.perf_counter()
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except Exception as e:
+            raise ExportError(f"exported graph fails onnx.checker: {str(e).splitlines()[0]}") from None
+        step("check", time.perf_counter() - t0, "onnx.checker passed")
+
+    info["raw_nodes"] = len(model.graph.node)
+    if cfg.simplify:
+        from se_deploy.export.simplify import simplify
+
+        t0 = time.perf_counter()
+        model, sinfo = simplify(model, simplifier=cfg.simplifier, dynamic_batch=cfg.dynamic_batch,
+                                input_shape=cfg.input_shape)
+        info["simplify"] = sinfo
+        detail = sinfo.get("error") or f"{sinfo['nodes_before']} -> {sinfo['nodes_after']} nodes"
+        step("simplify", time.perf_counter() - t0, f"{cfg.simplifier}: {detail}")
+    else:
+        info["simplify"] = {"simplifier": None}
+
+    if cfg.fuse:
+        t0 = time.perf_counter()
+        model, freport = _fuse(model)
+        info["fuse"] = freport
+        step("fuse", time.perf_counter() - t0, freport.get("summary", "SE passes applied"))
+    else:
+        info["fuse"] = {"applied": [], "summary": "skipped (--no-fuse)"}
+
+    t0 = time.perf_counter()
+    parity = check_parity(module, model, cfg)
+    info["parity"] = parity
+    step("parity", time.perf_counter() - t0,
+         f"worst rel. error {parity['worst_rel_max_abs']:.2e} (tolerance {cfg.tolerance:.0e}) on "
+         f"{len(parity['probes'])} inputs")
+    if not parity["passed"]:
+        raise ExportError(f"parity check failed: max relative error {parity['worst_rel_max_abs']:.3e} exceeds "
+                          f"tolerance {cfg.tolerance:.1e}; nothing written to {out}")
+
+    from se_deploy.export.inspect import input_output_specs
+    from se_deploy.onnx_io import save_onnx
+
+    t0 = time.perf_counter()
+    save_onnx(model, out)
+    io_specs = input_output_specs(model)
+    info.update(inputs=io_specs["inputs"], outputs=io_specs["outputs"], opset=cfg.opset,
+                onnx_sha256=sha256_file(out), size_bytes=out.stat().st_size,
+                dynamic_batch=cfg.dynamic_batch, input_shape=list(cfg.input_shape))
+    try:
+        from se_deploy.export.se_detect import find_se_blocks
+
+        info["se_blocks"] = len(find_se_blocks(model))
+    except Exception as e:  # detection is informative here; never fail an export that passed parity
+        info["se_blocks_error"] = f"{type(e).__name__}: {e}"
+    sidecar = write_sidecar(out, {"artifact": "onnx", **info})
+    step("write", time.perf_counter() - t0, f"{out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return ExportResult(out, sidecar, info)
