@@ -102,6 +102,8 @@ class Runner(abc.ABC):
                              f"expected {sorted(expected)}")
         for name, arr in feed.items():
             spec = expected[name]
+            if not isinstance(arr, np.ndarray):
+                raise InputError(f"input {name!r}: expected a numpy array, got {type(arr).__name__}")
             if np.dtype(arr.dtype).name != spec.dtype:
                 raise InputError(f"input {name!r}: dtype {np.dtype(arr.dtype).name}, model expects {spec.dtype}")
             if len(arr.shape) != len(spec.shape):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -25,28 +27,78 @@ _ORT_TYPES = {
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                "all": "ORT_ENABLE_ALL"}
 
+# Short names users type, and the order ``auto`` prefers when several are installed.
+PROVIDER_ALIASES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
+                    "cpu": "CPUExecutionProvider"}
+_AUTO_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def _normalise_providers(value) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+    if not items or any(not isinstance(v, str) or not v for v in items):
+        raise UsageError(f"providers must be 'auto' or a list of provider names, got {value!r}")
+    if [v.lower() for v in items] == ["auto"]:
+        return None
+    out = []
+    for v in items:
+        full = PROVIDER_ALIASES.get(v.lower(), v)
+        if not full.endswith("ExecutionProvider"):
+            raise UsageError(f"unknown onnxruntime provider {v!r}; use auto, {', '.join(PROVIDER_ALIASES)} "
+                             f"or a full name such as CPUExecutionProvider")
+        out.append(full)
+    return tuple(out)
+
 
 @dataclass(frozen=True)
 class OrtConfig:
     """How to run a model under onnxruntime.
 
-    ``providers``: None picks the best available (TensorRT, CUDA, then CPU).
+    ``providers``: None (or "auto") picks the best installed: TensorRT, CUDA, then CPU.
+    A string such as ``"cuda,cpu"`` or a tuple of full provider names picks explicitly.
     ``threads``: intra-op threads; 0 lets onnxruntime decide.
-    ``optimized_model_path``: where onnxruntime writes the graph after its own fusions.
+    ``graph_optimization``: disable | basic | extended | all.
+    ``optimized_model_path``: where to save the graph after onnxruntime's own fusions.
+    ``enable_profiling`` / ``profile_dir``: write onnxruntime's per-node trace (see ``end_profiling``).
+    ``io_binding``: time host->device, compute and device->host separately on a GPU provider
+    (None: on whenever the first provider is a GPU one).
+    ``trt_fp16`` / ``trt_engine_cache_dir``: TensorRT EP options.
     """
 
-    providers: tuple[str, ...] | None = ("CPUExecutionProvider",)
+    providers: tuple[str, ...] | str | None = None
     threads: int = 0
     graph_optimization: str = "all"
     optimized_model_path: str | None = None
     enable_profiling: bool = False
     profile_prefix: str | None = None
+    profile_dir: str | None = None
+    io_binding: bool | None = None
+    device_id: int = 0
+    trt_fp16: bool = False
+    trt_engine_cache_dir: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "providers", _normalise_providers(self.providers))
         if self.graph_optimization not in _OPT_LEVELS:
-            raise UsageError(f"graph optimization level {self.graph_optimization!r} is not one of {sorted(_OPT_LEVELS)}")
-        if self.threads < 0:
-            raise UsageError(f"threads must be >= 0, got {self.threads}")
+            raise UsageError(f"graph optimization level {self.graph_optimization!r} is not one of "
+                             f"{', '.join(_OPT_LEVELS)}")
+        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 0:
+            raise UsageError(f"threads must be an integer >= 0, got {self.threads!r}")
+        if not isinstance(self.device_id, int) or self.device_id < 0:
+            raise UsageError(f"device_id must be an integer >= 0, got {self.device_id!r}")
+        if self.profile_dir is not None and not Path(self.profile_dir).is_dir():
+            raise UsageError(f"profile directory does not exist: {self.profile_dir}")
+        if self.trt_engine_cache_dir is not None and not Path(self.trt_engine_cache_dir).is_dir():
+            raise UsageError(f"TensorRT EP engine cache directory does not exist: {self.trt_engine_cache_dir}")
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        d = asdict(self)
+        d["providers"] = list(self.providers) if self.providers else "auto"
+        return d
 
 
 def available_providers() -> list[str]:
@@ -58,12 +110,32 @@ def available_providers() -> list[str]:
 def _resolve_providers(requested: Sequence[str] | None) -> list[str]:
     avail = available_providers()
     if requested is None:
-        order = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-        return [p for p in order if p in avail] or avail
+        return [p for p in _AUTO_ORDER if p in avail] or avail
     missing = [p for p in requested if p not in avail]
     if missing:
         raise EngineError(f"requested onnxruntime provider(s) {missing}, but available providers are: {avail}")
     return list(requested)
+
+
+def _provider_options(providers: list[str], cfg: OrtConfig) -> list:
+    out: list = []
+    for p in providers:
+        if p == "TensorrtExecutionProvider":
+            opts = {"device_id": str(cfg.device_id), "trt_fp16_enable": "True" if cfg.trt_fp16 else "False"}
+            if cfg.trt_engine_cache_dir:
+                opts.update(trt_engine_cache_enable="True", trt_engine_cache_path=str(cfg.trt_engine_cache_dir),
+                            trt_timing_cache_enable="True", trt_timing_cache_path=str(cfg.trt_engine_cache_dir))
+            out.append((p, opts))
+        elif p == "CUDAExecutionProvider":
+            out.append((p, {"device_id": str(cfg.device_id)}))
+        else:
+            out.append(p)
+    return out
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 class OrtRunner(Runner):
@@ -75,37 +147,81 @@ class OrtRunner(Runner):
         self.config = config or OrtConfig()
         self._model = model
         self._session = None
+        self._profile_path: str | None = None
+
+    def _session_options(self):
+        import onnxruntime as ort
+
+        cfg = self.config
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[cfg.graph_optimization])
+        if cfg.threads:
+            so.intra_op_num_threads = cfg.threads
+            so.inter_op_num_threads = 1
+        if cfg.enable_profiling:
+            so.enable_profiling = True
+            prefix = cfg.profile_prefix or "ort_profile"
+            if cfg.profile_dir:
+                prefix = str(Path(cfg.profile_dir) / prefix)
+            so.profile_file_prefix = prefix
+        return so
 
     def activate(self) -> None:
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[self.config.graph_optimization])
-        if self.config.threads:
-            so.intra_op_num_threads = self.config.threads
-            so.inter_op_num_threads = 1
-        if self.config.optimized_model_path:
-            so.optimized_model_filepath = str(self.config.optimized_model_path)
-        if self.config.enable_profiling:
-            so.enable_profiling = True
-            if self.config.profile_prefix:
-                so.profile_file_prefix = self.config.profile_prefix
+        so = self._session_options()
         src = self._model
         if hasattr(src, "SerializeToString"):
             src = src.SerializeToString()
         elif isinstance(src, (str, os.PathLike)):
             if not os.path.exists(src):
                 raise InputError(f"ONNX file not found: {src}")
+            if os.path.isdir(src):
+                raise InputError(f"expected an ONNX file, got a directory: {src}")
             src = str(src)
+        elif not isinstance(src, (bytes, bytearray)):
+            raise InputError(f"the onnxruntime backend runs an ONNX path, bytes or ModelProto, "
+                             f"got {type(src).__name__}")
+        providers = _resolve_providers(self.config.providers)
+
+        def create():
+            return ort.InferenceSession(src, sess_options=so, providers=_provider_options(providers, self.config))
+
         try:
-            self._session = ort.InferenceSession(src, sess_options=so,
-                                                 providers=_resolve_providers(self.config.providers))
+            if self.config.optimized_model_path:
+                from se_deploy._util import atomic_output
+
+                # onnxruntime writes the optimized graph while creating the session; write it under a
+                # temporary name so a failed load never leaves a partial file behind.
+                with atomic_output(self.config.optimized_model_path, suffix=".onnx") as tmp:
+                    so.optimized_model_filepath = str(tmp)
+                    self._session = create()
+            else:
+                self._session = create()
+        except (InputError, UsageError):
+            raise
         except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise EngineError(f"onnxruntime cannot load the model: {first}") from None
+            raise EngineError(f"onnxruntime cannot load the model: {_first_line(e)}") from None
+        self._use_binding = self._wants_io_binding()
+        # Cached: check_feed runs on every infer() and the bench loop must not pay for metadata calls.
+        self._inputs = self._spec(self._session.get_inputs())
+        self._outputs = self._spec(self._session.get_outputs())
+        self._in_names = [s.name for s in self._inputs]
+        self._out_names = [s.name for s in self._outputs]
+
+    def _wants_io_binding(self) -> bool:
+        if self.config.io_binding is not None:
+            return self.config.io_binding
+        active = self._session.get_providers()
+        return bool(active) and active[0] in _GPU_PROVIDERS
 
     def deactivate(self) -> None:
+        if self._session is not None and self.config.enable_profiling and self._profile_path is None:
+            try:
+                self._profile_path = self._session.end_profiling()
+            except Exception:
+                pass
         self._session = None
 
     @property
@@ -120,38 +236,66 @@ class OrtRunner(Runner):
 
     @property
     def inputs(self) -> list[IOSpec]:
-        return self._spec(self.session.get_inputs())
+        self.session  # raises when not active
+        return list(self._inputs)
 
     @property
     def outputs(self) -> list[IOSpec]:
-        return self._spec(self.session.get_outputs())
+        self.session
+        return list(self._outputs)
 
     def describe(self) -> dict:
         import onnxruntime as ort
 
         return {"backend": self.backend, "version": ort.__version__, "providers": self.session.get_providers(),
-                "threads": self.config.threads, "graph_optimization": self.config.graph_optimization}
+                "threads": self.config.threads, "graph_optimization": self.config.graph_optimization,
+                "io_binding": self._use_binding}
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = [o.name for o in self.session.get_outputs()]
         try:
-            outs = self.session.run(names, dict(feed))
+            if self._use_binding:
+                return self._infer_bound(feed)
+            outs = self.session.run(self._out_names, dict(feed))
+        except (InputError, EngineError):
+            raise
         except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise EngineError(f"onnxruntime inference failed: {first}") from None
-        return dict(zip(names, outs))
+            raise EngineError(f"onnxruntime inference failed: {_first_line(e)}") from None
+        return dict(zip(self._out_names, outs))
+
+    def _infer_bound(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """GPU path: copy inputs to the device, run, copy outputs back, timing each step."""
+        import onnxruntime as ort
+
+        dev, dev_id = "cuda", self.config.device_id
+        io = self.session.io_binding()
+        t0 = time.perf_counter()
+        values = {n: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(feed[n]), dev, dev_id)
+                  for n in self._in_names}
+        t1 = time.perf_counter()
+        for n, v in values.items():
+            io.bind_ortvalue_input(n, v)
+        for n in self._out_names:
+            io.bind_output(n, dev, dev_id)
+        self.session.run_with_iobinding(io)  # returns after the EP synchronises its stream
+        t2 = time.perf_counter()
+        outs = io.copy_outputs_to_cpu()
+        t3 = time.perf_counter()
+        self._split = {"h2d_ms": (t1 - t0) * 1e3, "compute_ms": (t2 - t1) * 1e3, "d2h_ms": (t3 - t2) * 1e3}
+        return dict(zip(self._out_names, outs))
 
     def end_profiling(self) -> str | None:
-        """Stop the onnxruntime profiler and return the trace file path."""
+        """Stop the onnxruntime profiler and return the trace file path (None when not profiling)."""
         if not self.config.enable_profiling:
             return None
-        return self.session.end_profiling()
+        if self._profile_path is None:
+            self._profile_path = self.session.end_profiling()
+        return self._profile_path
 
 
 def run_onnx(model, feed: Mapping[str, np.ndarray], config: OrtConfig | None = None) -> dict[str, np.ndarray]:
-    """One-shot convenience: run ``model`` on ``feed`` under onnxruntime CPU."""
-    with OrtRunner(model, config) as r:
+    """One-shot convenience: run ``model`` on ``feed`` under onnxruntime (CPU unless configured)."""
+    with OrtRunner(model, config or OrtConfig(providers=("CPUExecutionProvider",))) as r:
         return r.infer(feed)
 
 
-__all__ = ["OrtConfig", "OrtRunner", "available_providers", "run_onnx", "Timing"]
+__all__ = ["OrtConfig", "OrtRunner", "PROVIDER_ALIASES", "available_providers", "run_onnx", "Timing"]

@@ -1,0 +1,158 @@
+"""Eager PyTorch runner: the reference every exported or built engine is compared with."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from se_deploy.engines.base import IOSpec, Runner
+from se_deploy.errors import EngineError, UsageError
+
+_DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class TorchConfig:
+    """How to run an eager PyTorch model.
+
+    ``input_shape``: the full input shape, batch first. With ``dynamic_batch`` the batch
+    dimension accepts any size. ``threads``: intra-op threads for this runner (0 keeps
+    PyTorch's setting); restored when the runner is released.
+    """
+
+    input_shape: tuple[int, ...] = (1, 3, 224, 224)
+    input_name: str = "input"
+    output_name: str = "output"
+    dynamic_batch: bool = True
+    device: str = "cpu"
+    dtype: str = "float32"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        shape = tuple(self.input_shape)
+        if len(shape) < 2 or any(not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in shape):
+            raise UsageError(f"input shape must be positive integers, batch first, e.g. (1, 3, 224, 224); got {shape}")
+        object.__setattr__(self, "input_shape", shape)
+        if self.dtype not in _DTYPES:
+            raise UsageError(f"torch dtype {self.dtype!r} is not one of {', '.join(_DTYPES)}")
+        if self.threads < 0:
+            raise UsageError(f"threads must be >= 0, got {self.threads}")
+        if not self.device or not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise UsageError(f"torch device {self.device!r} is not 'cpu' or 'cuda[:N]'")
+        if not self.input_name or not self.output_name:
+            raise UsageError("input and output names must not be empty")
+
+
+class TorchRunner(Runner):
+    """Runs an ``nn.Module`` (or a zoo model by name) under ``torch.inference_mode``.
+
+    Inputs and outputs use float32 numpy arrays like the other runners, whatever
+    ``dtype`` the model computes in, so results compare directly.
+    """
+
+    backend = "torch"
+
+    def __init__(self, model, config: TorchConfig | None = None, **model_kwargs) -> None:
+        super().__init__()
+        self.config = config or TorchConfig()
+        self._source = model
+        self._model_kwargs = model_kwargs
+        self._model = None
+        self._outputs: list[IOSpec] | None = None
+        self._saved_threads: int | None = None
+
+    # lifecycle -------------------------------------------------------------
+    def activate(self) -> None:
+        import torch
+
+        cfg = self.config
+        model = self._source
+        if isinstance(model, str):
+            from se_deploy.models import create_model
+
+            model = create_model(model, **self._model_kwargs)
+        elif not isinstance(model, torch.nn.Module):
+            raise UsageError(f"the torch backend runs an nn.Module or a zoo model name, got {type(model).__name__}")
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            raise EngineError(f"torch device {cfg.device!r} requested, but this PyTorch build sees no CUDA GPU")
+        self._dtype = getattr(torch, cfg.dtype)
+        self._model = model.eval().to(device=cfg.device, dtype=self._dtype)
+        if cfg.threads:
+            self._saved_threads = torch.get_num_threads()
+            torch.set_num_threads(cfg.threads)
+        # One forward on zeros validates the model and fixes the output metadata.
+        probe = np.zeros(cfg.input_shape, dtype=np.float32)
+        try:
+            out = self._forward(probe)
+        except Exception as e:
+            self.deactivate()
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise EngineError(f"the model does not run on input shape {cfg.input_shape}: {first}") from None
+        batch = "batch" if cfg.dynamic_batch else cfg.input_shape[0]
+        self._outputs = [IOSpec(cfg.output_name, (batch, *out.shape[1:]), "float32")]
+
+    def deactivate(self) -> None:
+        if self._saved_threads is not None:
+            import torch
+
+            torch.set_num_threads(self._saved_threads)
+            self._saved_threads = None
+        self._model = None
+
+    # metadata --------------------------------------------------------------
+    @property
+    def inputs(self) -> list[IOSpec]:
+        shape = self.config.input_shape
+        batch = "batch" if self.config.dynamic_batch else shape[0]
+        return [IOSpec(self.config.input_name, (batch, *shape[1:]), "float32")]
+
+    @property
+    def outputs(self) -> list[IOSpec]:
+        if self._outputs is None:
+            raise EngineError("torch runner is not active")
+        return list(self._outputs)
+
+    def describe(self) -> dict:
+        import torch
+
+        return {"backend": self.backend, "version": torch.__version__, "device": self.config.device,
+                "dtype": self.config.dtype, "threads": torch.get_num_threads()}
+
+    # inference -------------------------------------------------------------
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        on_gpu = self.config.device.startswith("cuda")
+        t0 = time.perf_counter()
+        xt = torch.from_numpy(np.ascontiguousarray(x)).to(device=self.config.device, dtype=self._dtype)
+        if on_gpu:
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            y = self._model(xt)
+        if isinstance(y, (tuple, list)):
+            y = y[0]
+        if on_gpu:
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        out = y.detach().to(device="cpu", dtype=torch.float32).numpy()
+        t3 = time.perf_counter()
+        if on_gpu:
+            self._split = {"h2d_ms": (t1 - t0) * 1e3, "compute_ms": (t2 - t1) * 1e3, "d2h_ms": (t3 - t2) * 1e3}
+        return out
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._model is None:
+            raise EngineError("torch runner is not active")
+        try:
+            out = self._forward(feed[self.config.input_name])
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise EngineError(f"PyTorch inference failed: {first}") from None
+        return {self.config.output_name: out}
+
+
+__all__ = ["TorchConfig", "TorchRunner"]
