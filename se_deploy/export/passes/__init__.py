@@ -181,6 +181,11 @@ def run_passes(model, names: Sequence[str], *, verify: bool = True, options: Pas
         report["passes"].append(entry)
         if on_event:
             on_event(entry)
+    report["summary"] = "; ".join(
+        f"{e['name']} {e['status']}" + (f" on {e['changed']} blocks" if e.get("changed") else "")
+        + (f" (max error {e['verification']['rel_max_abs']:.2g} of output scale)"
+           if isinstance(e.get("verification"), dict) and "rel_max_abs" in e["verification"] else "")
+        for e in report["passes"]) or "no passes"
     report["se_blocks_after"] = _count_blocks(current)
     report["nodes_after"] = len(current.graph.node)
     if verify and current is not model and original_outs is not None and not any(
