@@ -1,0 +1,483 @@
+"""Static check: every TensorRT name se-deploy uses exists in each TensorRT version that runs it.
+
+TensorRT cannot be installed where se-deploy is developed, so a misspelt attribute or a
+call that TensorRT 11 removed would otherwise only show up on a user's device. This reads
+the source (the AST; TensorRT is never imported) of every module in
+``se_deploy/engines/tensorrt`` and checks each TensorRT name against the API manifests
+(one JSON per TensorRT release: classes/enums with their members, module-level names).
+
+What counts as a TensorRT name (the conventions in ``_trt.py`` make these decidable):
+
+* ``trt.X`` and ``trt.X.Y`` where ``trt`` is the tensorrt module;
+* ``obj.m`` where ``obj``'s TensorRT type is known: a variable assigned from
+  ``trt.X(...)``, from a factory method in :data:`RETURNS` on a typed object, from a
+  function of the same module annotated ``-> "trt.X"``, a parameter/attribute annotated
+  ``"trt.X"``, or a ``self`` attribute assigned one of those;
+* the public methods of a class deriving from ``trt.X`` (calibrators): TensorRT only
+  calls them if ``X`` has a member of that name.
+
+Which versions a name must exist in:
+
+* every manifest version by default;
+* a function decorated ``@serves(10)`` / ``@serves(11)`` only the versions of those majors;
+* inside ``if major >= 11:`` (any comparison of a variable named ``major`` with an int
+  literal) only the versions satisfying it, in ``else`` the rest; after an ``if`` whose
+  body ends in ``raise``/``return``, the rest of the block gets the complement;
+* DLA names (:data:`DLA_NAMES`) are checked against :data:`DLA_VERSIONS` (10.x up to
+  10.7; 11.0/11.1 have no DLA) unless they sit under an ``if`` testing
+  ``num_DLA_cores`` (body, or after an ``if ...num_DLA_cores...: raise``).
+
+Run as ``python -m se_deploy.engines.tensorrt._api_check MANIFEST_DIR [FILES...]``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+TRT = "trt"
+MAJOR_VAR = "major"
+
+#: Return types of TensorRT factory methods and properties: (class, member) -> class.
+RETURNS: dict[tuple[str, str], str] = {
+    ("Builder", "create_network"): "INetworkDefinition",
+    ("Builder", "create_builder_config"): "IBuilderConfig",
+    ("Builder", "create_optimization_profile"): "IOptimizationProfile",
+    ("Builder", "build_serialized_network"): "IHostMemory",
+    ("IBuilderConfig", "create_timing_cache"): "ITimingCache",
+    ("IBuilderConfig", "get_timing_cache"): "ITimingCache",
+    ("ITimingCache", "serialize"): "IHostMemory",
+    ("INetworkDefinition", "get_input"): "ITensor",
+    ("INetworkDefinition", "get_output"): "ITensor",
+    ("INetworkDefinition", "get_layer"): "ILayer",
+    ("OnnxParser", "get_error"): "ParserError",
+    ("Runtime", "deserialize_cuda_engine"): "ICudaEngine",
+    ("ICudaEngine", "create_execution_context"): "IExecutionContext",
+    ("ICudaEngine", "create_engine_inspector"): "EngineInspector",
+    ("ICudaEngine", "serialize"): "IHostMemory",
+    ("ICudaEngine", "get_tensor_shape"): "Dims",
+    ("IExecutionContext", "engine"): "ICudaEngine",
+    ("IExecutionContext", "get_tensor_shape"): "Dims",
+    ("ITensor", "shape"): "Dims",
+}
+#: Base classes in the bindings (pybind11 ``py::class_<Derived, Base>``) whose members are inherited.
+BASES: dict[str, tuple[str, ...]] = {
+    "Logger": ("ILogger",),
+    "IInt8EntropyCalibrator2": ("IInt8Calibrator",),
+    "IInt8EntropyCalibrator": ("IInt8Calibrator",),
+    "IInt8MinMaxCalibrator": ("IInt8Calibrator",),
+    "IInt8LegacyCalibrator": ("IInt8Calibrator",),
+}
+#: (class, member) pairs that need DLA hardware support.
+DLA_NAMES = frozenset({
+    ("DeviceType", "DLA"), ("IBuilderConfig", "DLA_core"), ("Runtime", "DLA_core"),
+    ("BuilderFlag", "GPU_FALLBACK"), ("IBuilderConfig", "can_run_on_DLA"),
+    ("MemoryPoolType", "DLA_MANAGED_SRAM"), ("MemoryPoolType", "DLA_LOCAL_DRAM"),
+    ("MemoryPoolType", "DLA_GLOBAL_DRAM"),
+})
+#: Manifest versions whose TensorRT supports DLA (11.x regains it in 11.4.1, beyond the manifests).
+DLA_VERSIONS = frozenset({"10.3", "10.7"})
+DLA_GUARD_ATTR = "num_DLA_cores"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    version: str  # "10.3"
+    classes: dict[str, frozenset[str]]
+    module: frozenset[str]
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    def has_class(self, name: str) -> bool:
+        return name in self.classes
+
+    def has_top(self, name: str) -> bool:
+        return name in self.classes or name in self.module
+
+    def has_member(self, cls: str, member: str) -> bool:
+        seen = set()
+        todo = [cls]
+        while todo:
+            c = todo.pop()
+            if c in seen:
+                continue
+            seen.add(c)
+            if member in self.classes.get(c, ()):
+                return True
+            todo.extend(BASES.get(c, ()))
+        return False
+
+
+def load_manifests(directory: str | Path) -> dict[str, Manifest]:
+    out = {}
+    for p in sorted(Path(directory).glob("*.json")):
+        data = json.loads(p.read_text())
+        out[p.stem] = Manifest(p.stem, {k: frozenset(v) for k, v in data["classes"].items()},
+                               frozenset(data.get("module", ())))
+    if not out:
+        raise FileNotFoundError(f"no TensorRT API manifests (*.json) in {directory}")
+    return dict(sorted(out.items(), key=lambda kv: tuple(int(x) for x in kv[0].split("."))))
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str
+    line: int
+    name: str
+    missing_in: tuple[str, ...]
+    why: str = "is missing from"
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.name} {self.why} TensorRT {', '.join(self.missing_in)}"
+
+
+@dataclass(frozen=True)
+class Use:
+    """One checked TensorRT name (for coverage: what the checker actually resolved)."""
+
+    file: str
+    line: int
+    name: str
+    versions: tuple[str, ...]
+
+
+@dataclass
+class _Ctx:
+    versions: frozenset[str]
+    dla_guarded: bool = False
+    env: dict[str, str] = field(default_factory=dict)  # local name -> TensorRT class
+    self_attrs: dict[str, str] = field(default_factory=dict)
+    trt_base: str | None = None  # the TensorRT base class when inside such a class
+
+    def copy(self, **kw) -> "_Ctx":
+        d = {"versions": self.versions, "dla_guarded": self.dla_guarded, "env": dict(self.env),
+             "self_attrs": self.self_attrs, "trt_base": self.trt_base}
+        d.update(kw)
+        return _Ctx(**d)
+
+
+def _annotation_type(node: ast.AST | None) -> str | None:
+    """``"trt.ICudaEngine"``, ``trt.ICudaEngine | None`` or ``Optional["trt.X"]`` -> ``"ICudaEngine"``."""
+    if node is None:
+        return None
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        try:
+            node = ast.parse(node.value, mode="eval").body
+        except SyntaxError:
+            return None
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id == TRT:
+            return sub.attr
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and sub is not node:
+            t = _annotation_type(sub)
+            if t:
+                return t
+    return None
+
+
+def _serves_majors(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[int, ...] | None:
+    for dec in fn.decorator_list:
+        if isinstance(dec, ast.Call) and isinstance(dec.func, ast.Name) and dec.func.id == "serves":
+            return tuple(a.value for a in dec.args if isinstance(a, ast.Constant) and isinstance(a.value, int))
+    return None
+
+
+_CMP = {ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b, ast.Lt: lambda a, b: a < b,
+        ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b}
+_FLIP = {ast.Lt: ast.Gt, ast.Gt: ast.Lt, ast.LtE: ast.GtE, ast.GtE: ast.LtE, ast.Eq: ast.Eq, ast.NotEq: ast.NotEq}
+
+
+def _major_guard(test: ast.AST) -> tuple[type, int] | None:
+    """``major >= 11`` -> (GtE, 11); ``11 <= major`` -> (GtE, 11); anything else -> None."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and len(test.comparators) == 1):
+        return None
+    left, op, right = test.left, type(test.ops[0]), test.comparators[0]
+    if op not in _CMP:
+        return None
+    if isinstance(left, ast.Name) and left.id == MAJOR_VAR and isinstance(right, ast.Constant) \
+            and isinstance(right.value, int):
+        return op, right.value
+    if isinstance(right, ast.Name) and right.id == MAJOR_VAR and isinstance(left, ast.Constant) \
+            and isinstance(left.value, int):
+        return _FLIP[op], left.value
+    return None
+
+
+def _mentions_dla_guard(test: ast.AST) -> bool:
+    return any(isinstance(n, ast.Attribute) and n.attr == DLA_GUARD_ATTR for n in ast.walk(test))
+
+
+def _terminates(body: list[ast.stmt]) -> bool:
+    return bool(body) and isinstance(body[-1], (ast.Raise, ast.Return))
+
+
+class _ModuleChecker:
+    def __init__(self, path: Path, display: str, manifests: dict[str, Manifest]) -> None:
+        self.path = path
+        self.display = display
+        self.manifests = manifests
+        self.findings: list[Finding] = []
+        self.uses: list[Use] = []
+        self.func_returns: dict[str, str] = {}
+        self._seen: set[tuple[int, str]] = set()
+
+    # reporting -------------------------------------------------------------
+    def _need(self, node: ast.AST, name: str, versions: Iterable[str], present, why: str = "is missing from"
+              ) -> None:
+        versions = sorted(versions, key=lambda v: tuple(int(x) for x in v.split(".")))
+        self.uses.append(Use(self.display, node.lineno, name, tuple(versions)))
+        missing = tuple(v for v in versions if not present(self.manifests[v]))
+        key = (node.lineno, name)
+        if missing and key not in self._seen:
+            self._seen.add(key)
+            self.findings.append(Finding(self.display, node.lineno, name, missing, why))
+
+    def _need_member(self, node: ast.AST, cls: str, member: str, ctx: _Ctx) -> None:
+        self._need(node, f"{cls}.{member}", ctx.versions, lambda m: m.has_member(cls, member))
+        if (cls, member) in DLA_NAMES and not ctx.dla_guarded:
+            no_dla = tuple(v for v in sorted(ctx.versions) if v not in DLA_VERSIONS)
+            key = (node.lineno, f"{cls}.{member}#dla")
+            if no_dla and key not in self._seen:
+                self._seen.add(key)
+                self.findings.append(Finding(
+                    self.display, node.lineno, f"{cls}.{member}", tuple(sorted(
+                        no_dla, key=lambda v: tuple(int(x) for x in v.split(".")))),
+                    f"needs DLA, unguarded (add `if builder.{DLA_GUARD_ATTR} == 0: raise ...`), and DLA is absent in"))
+
+    # entry -----------------------------------------------------------------
+    def run(self) -> None:
+        tree = ast.parse(self.path.read_text(), filename=str(self.path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                t = _annotation_type(node.returns)
+                if t:
+                    self.func_returns[node.name] = t
+        self._block(tree.body, _Ctx(frozenset(self.manifests)))
+
+    # statements ------------------------------------------------------------
+    def _block(self, stmts: list[ast.stmt], ctx: _Ctx) -> None:
+        ctx = ctx.copy(env=ctx.env)  # same env object: bindings flow through the block
+        for stmt in stmts:
+            ctx = self._stmt(stmt, ctx)
+
+    def _versions_for(self, ctx: _Ctx, op: type, value: int) -> tuple[frozenset[str], frozenset[str]]:
+        yes = frozenset(v for v in ctx.versions if _CMP[op](self.manifests[v].major, value))
+        return yes, ctx.versions - yes
+
+    def _stmt(self, stmt: ast.stmt, ctx: _Ctx) -> _Ctx:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            self._function(stmt, ctx)
+            return ctx
+        if isinstance(stmt, ast.ClassDef):
+            self._class(stmt, ctx)
+            return ctx
+        if isinstance(stmt, ast.If):
+            guard = _major_guard(stmt.test)
+            self._expr(stmt.test, ctx)
+            if guard is not None:
+                yes, no = self._versions_for(ctx, *guard)
+                self._block(stmt.body, ctx.copy(versions=yes))
+                self._block(stmt.orelse, ctx.copy(versions=no))
+                if _terminates(stmt.body):
+                    return ctx.copy(versions=no, env=ctx.env)
+                if _terminates(stmt.orelse):
+                    return ctx.copy(versions=yes, env=ctx.env)
+                return ctx
+            if _mentions_dla_guard(stmt.test):
+                if _terminates(stmt.body):
+                    self._block(stmt.body, ctx)
+                    self._block(stmt.orelse, ctx.copy(dla_guarded=True))
+                    return ctx.copy(dla_guarded=True, env=ctx.env)
+                self._block(stmt.body, ctx.copy(dla_guarded=True))
+                self._block(stmt.orelse, ctx)
+                return ctx
+            self._block(stmt.body, ctx)
+            self._block(stmt.orelse, ctx)
+            return ctx
+        if isinstance(stmt, ast.Assign):
+            self._expr(stmt.value, ctx)
+            t = self._type(stmt.value, ctx)
+            for target in stmt.targets:
+                self._expr(target, ctx)  # `config.int8_calibrator = ...` uses a TensorRT name too
+                self._bind(target, t, ctx)
+            return ctx
+        if isinstance(stmt, ast.AugAssign):
+            self._expr(stmt.value, ctx)
+            self._expr(stmt.target, ctx)
+            return ctx
+        if isinstance(stmt, ast.AnnAssign):
+            self._expr(stmt.target, ctx)
+            if stmt.value is not None:
+                self._expr(stmt.value, ctx)
+            t = _annotation_type(stmt.annotation) or (self._type(stmt.value, ctx) if stmt.value else None)
+            self._bind(stmt.target, t, ctx)
+            return ctx
+        if isinstance(stmt, (ast.With, ast.AsyncWith)):
+            for item in stmt.items:
+                self._expr(item.context_expr, ctx)
+                if item.optional_vars is not None:
+                    self._bind(item.optional_vars, self._type(item.context_expr, ctx), ctx)
+            self._block(stmt.body, ctx)
+            return ctx
+        if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
+            self._expr(stmt.iter if not isinstance(stmt, ast.While) else stmt.test, ctx)
+            self._block(stmt.body, ctx)
+            self._block(stmt.orelse, ctx)
+            return ctx
+        if isinstance(stmt, ast.Try):
+            self._block(stmt.body, ctx)
+            for h in stmt.handlers:
+                self._block(h.body, ctx)
+            self._block(stmt.orelse, ctx)
+            self._block(stmt.finalbody, ctx)
+            return ctx
+        for child in ast.iter_child_nodes(stmt):
+            if isinstance(child, ast.expr):
+                self._expr(child, ctx)
+        return ctx
+
+    def _function(self, fn, ctx: _Ctx) -> None:
+        majors = _serves_majors(fn)
+        versions = ctx.versions
+        if majors is not None:
+            versions = frozenset(v for v in self.manifests if self.manifests[v].major in majors)
+        env = dict(ctx.env)
+        args = fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs
+        for a in args:
+            t = _annotation_type(a.annotation)
+            if t:
+                env[a.arg] = t
+            elif a.arg in env:
+                del env[a.arg]
+        for d in fn.decorator_list:
+            self._expr(d, ctx)
+        self._block(fn.body, ctx.copy(versions=versions, env=env))
+
+    def _class(self, cls: ast.ClassDef, ctx: _Ctx) -> None:
+        trt_base = None
+        for base in cls.bases:
+            self._expr(base, ctx)
+            if isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name) and base.value.id == TRT:
+                trt_base = base.attr
+        attrs: dict[str, str] = {}
+        for stmt in cls.body:  # class-level annotations: `_engine: "trt.ICudaEngine"`
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                t = _annotation_type(stmt.annotation)
+                if t:
+                    attrs[stmt.target.id] = t
+        inner = ctx.copy(self_attrs=attrs, trt_base=trt_base)
+        if trt_base is not None:
+            for stmt in cls.body:
+                if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and not stmt.name.startswith("_"):
+                    self._need(stmt, f"{trt_base}.{stmt.name}", ctx.versions,
+                               lambda m, b=trt_base, n=stmt.name: m.has_member(b, n),
+                               f"overrides no method of the base class in")
+        # two passes: the first learns `self.x = <typed>` assignments, the second checks with them
+        saved = (list(self.findings), list(self.uses), set(self._seen))
+        self._block(cls.body, inner)
+        self.findings, self.uses, self._seen = saved
+        self._block(cls.body, inner)
+
+    def _bind(self, target: ast.AST, t: str | None, ctx: _Ctx) -> None:
+        if isinstance(target, ast.Name):
+            if t:
+                ctx.env[target.id] = t
+            else:
+                ctx.env.pop(target.id, None)
+        elif isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
+            if t and target.attr not in ctx.self_attrs:
+                ctx.self_attrs[target.attr] = t
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for elt in target.elts:
+                self._bind(elt, None, ctx)
+
+    # expressions -----------------------------------------------------------
+    def _type(self, node: ast.AST | None, ctx: _Ctx) -> str | None:
+        if node is None:
+            return None
+        if isinstance(node, ast.Name):
+            return ctx.env.get(node.id)
+        if isinstance(node, ast.Attribute):
+            if isinstance(node.value, ast.Name) and node.value.id == "self":
+                return ctx.self_attrs.get(node.attr)
+            owner = self._type(node.value, ctx)
+            if owner is not None:
+                return RETURNS.get((owner, node.attr))
+            return None
+        if isinstance(node, ast.Call):
+            f = node.func
+            if isinstance(f, ast.Attribute):
+                if isinstance(f.value, ast.Name) and f.value.id == TRT:
+                    if any(m.has_class(f.attr) for m in self.manifests.values()):
+                        return f.attr  # constructor
+                    return None
+                owner = self._type(f.value, ctx)
+                if owner is not None:
+                    return RETURNS.get((owner, f.attr))
+            if isinstance(f, ast.Name):
+                return self.func_returns.get(f.id)
+        return None
+
+    def _expr(self, node: ast.AST, ctx: _Ctx) -> None:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Lambda):
+                continue
+            if not isinstance(sub, ast.Attribute) or sub.attr.startswith("__") and sub.attr != "__version__":
+                continue
+            base = sub.value
+            if isinstance(base, ast.Name) and base.id == TRT:
+                self._need(sub, f"trt.{sub.attr}", ctx.versions, lambda m, n=sub.attr: m.has_top(n))
+                continue
+            if isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name) and base.value.id == TRT:
+                cls = base.attr
+                if any(m.has_class(cls) for m in self.manifests.values()):
+                    self._need_member(sub, cls, sub.attr, ctx)
+                continue
+            owner = self._type(base, ctx)
+            if owner is not None:
+                self._need_member(sub, owner, sub.attr, ctx)
+
+
+def check_files(files: Iterable[str | Path], manifests: dict[str, Manifest], root: str | Path | None = None
+                ) -> tuple[list[Finding], list[Use]]:
+    findings: list[Finding] = []
+    uses: list[Use] = []
+    for f in files:
+        p = Path(f)
+        display = str(p.relative_to(root)) if root is not None else str(p)
+        mc = _ModuleChecker(p, display, manifests)
+        mc.run()
+        findings += mc.findings
+        uses += mc.uses
+    return findings, uses
+
+
+def package_files() -> list[Path]:
+    """Every module of the TensorRT layer (this checker excluded)."""
+    here = Path(__file__).resolve().parent
+    return sorted(p for p in here.glob("*.py") if p.name != Path(__file__).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        print("usage: python -m se_deploy.engines.tensorrt._api_check MANIFEST_DIR [FILES...]", file=sys.stderr)
+        return 2
+    manifests = load_manifests(argv[0])
+    files = [Path(a) for a in argv[1:]] or package_files()
+    findings, uses = check_files(files, manifests)
+    for f in findings:
+        print(f)
+    print(f"checked {len(uses)} TensorRT name uses in {len(files)} files against TensorRT "
+          f"{', '.join(manifests)}: {len(findings)} problem(s)", file=sys.stderr)
+    return 1 if findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

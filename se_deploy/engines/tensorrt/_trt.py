@@ -1,0 +1,68 @@
+"""Loading TensorRT lazily, and marking which TensorRT major version a code path serves.
+
+Conventions that every module in this package follows (the static API check in
+``_api_check.py`` relies on them, see its docstring):
+
+* The ``tensorrt`` module is always bound to the local name ``trt``, obtained from
+  :func:`load_tensorrt` inside the function that needs it. Nothing imports TensorRT at
+  module import time.
+* The parsed major version lives in a variable named ``major`` (from :func:`trt_major`).
+  Code that differs per version branches on it with a plain comparison
+  (``if major >= 11:`` / ``if major == 10:``), or sits in a function decorated with
+  :func:`serves` naming the majors it runs on.
+* Every TensorRT object is held in a variable, parameter or ``self`` attribute whose
+  TensorRT type is decidable: created by ``trt.<Class>(...)``, returned by a TensorRT
+  factory method of a known object (``builder.create_builder_config()``), or annotated
+  with the TensorRT class (``config: "trt.IBuilderConfig"``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+from se_deploy._util import lazy_import
+
+TENSORRT_INSTALL_HINT = ("on a Jetson it ships with JetPack (`sudo apt install python3-libnvinfer`); on x86 with an "
+                         "NVIDIA GPU `pip install tensorrt`; without TensorRT use the printed trtexec command on the "
+                         "target device")
+
+SUPPORTED_MAJORS = (10, 11)
+
+F = TypeVar("F", bound=Callable)
+
+
+def serves(*majors: int, dla: bool = False) -> Callable[[F], F]:
+    """Mark a function as running only on the given TensorRT major versions.
+
+    ``dla=True`` marks a function that callers reach only after checking that the device
+    has DLA cores (``builder.num_DLA_cores``), so DLA names inside it are guarded.
+    The marker changes nothing at run time; the static API check reads it.
+    """
+    bad = [m for m in majors if m not in SUPPORTED_MAJORS]
+    if bad or not majors:
+        raise ValueError(f"serves() takes TensorRT majors from {SUPPORTED_MAJORS}, got {majors}")
+
+    def deco(fn: F) -> F:
+        fn.__trt_majors__ = tuple(majors)  # type: ignore[attr-defined]
+        fn.__trt_dla__ = dla  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+def load_tensorrt(purpose: str = "building or running TensorRT engines"):
+    """Import ``tensorrt`` or raise one clear MissingDependencyError."""
+    return lazy_import("tensorrt", install_hint=TENSORRT_INSTALL_HINT, purpose=purpose)
+
+
+def parse_major(version: str) -> int:
+    """``"10.3.0.30"`` -> 10."""
+    head = str(version).strip().split(".")[0]
+    if not head.isdigit():
+        raise ValueError(f"not a TensorRT version string: {version!r}")
+    return int(head)
+
+
+def trt_major(trt) -> int:
+    """The installed TensorRT major version, ``int(trt.__version__.split(".")[0])``."""
+    return parse_major(trt.__version__)

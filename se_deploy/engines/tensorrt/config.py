@@ -1,0 +1,242 @@
+"""Build options for a TensorRT engine, validated on construction, and the precision matrix.
+
+The precision matrix decides, for the TensorRT major version that will build the
+engine, how each request is honoured. It never substitutes one precision for another:
+a request that a version cannot honour is refused with a UsageError.
+
+========================  =====================================  =============================================
+request                   TensorRT 10.x                          TensorRT 11.x (always strongly typed)
+========================  =====================================  =============================================
+(none)                    FP32 (precision of the ONNX if it      precision of the ONNX
+                          has Q/DQ or FP16: strongly typed)
+--fp16                    BuilderFlag.FP16 (an FP16 ONNX:        an FP16 ONNX as is, else convert to FP16 ONNX
+                          strongly typed)                        first
+--int8 (Q/DQ ONNX)        strongly typed                         strongly typed
+--int8 --fp16 (Q/DQ)      BuilderFlag.INT8 + FP16 (explicit      only if the ONNX already holds Q/DQ and FP16
+                          Q/DQ, FP16 elsewhere)
+--int8 --calib-data       Q/DQ quantization first (target        Q/DQ quantization first (target tensorrt)
+                          tensorrt), then as --int8 (Q/DQ)
+--int8 --calibrator X     BuilderFlag.INT8 (+FP16) with          refused: implicit calibration was removed
+  --calib-data            IInt8EntropyCalibrator2 /
+                          IInt8MinMaxCalibrator, TRT cache
+========================  =====================================  =============================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from se_deploy.errors import UsageError
+
+CALIBRATORS = ("entropy", "minmax")
+CUDA_APIS = ("pycuda", "cuda-python")
+TRT_MAJORS = (10, 11)
+MAX_OPT_LEVEL = 5
+
+
+def parse_batch_range(text: str) -> tuple[int, int, int]:
+    """``"1:4:8"`` -> (1, 4, 8); a single ``"4"`` means a fixed batch of 4."""
+    parts = [p.strip() for p in str(text).split(":")]
+    if len(parts) == 1:
+        parts = parts * 3
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise UsageError(f"malformed --batch {text!r}: expected min:opt:max, e.g. 1:4:8")
+    lo, opt, hi = (int(p) for p in parts)
+    if lo < 1 or not lo <= opt <= hi:
+        raise UsageError(f"bad --batch {text!r}: need 1 <= min <= opt <= max")
+    return lo, opt, hi
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything ``se-deploy build-engine`` was asked for; immutable and checked on creation."""
+
+    onnx: str
+    output: str
+    fp16: bool = False
+    int8: bool = False
+    calib_data: str | None = None
+    calibrator: str | None = None
+    calib_cache: str | None = None
+    calib_batch_size: int = 1
+    calib_max_batches: int | None = None
+    calib_size: int | None = None
+    preprocess: str = "none"
+    batch: tuple[int, int, int] | None = None
+    workspace_mib: int | None = None
+    timing_cache: str | None = None
+    opt_level: int | None = None
+    dla_core: int | None = None
+    gpu_fallback: bool = False
+    trt_version: int | None = None
+    cuda_api: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.calibrator is not None and self.calibrator not in CALIBRATORS:
+            raise UsageError(f"--calibrator {self.calibrator!r} is not one of {', '.join(CALIBRATORS)}")
+        if self.calibrator is not None and not self.int8:
+            raise UsageError("--calibrator needs --int8")
+        if self.calibrator is not None and self.calib_data is None:
+            raise UsageError("--calibrator needs --calib-data DIR|npz to calibrate from")
+        if self.calib_data is not None and not self.int8:
+            raise UsageError("--calib-data is only used with --int8")
+        if self.calib_cache is not None and self.calibrator is None:
+            raise UsageError("--calib-cache is the TensorRT calibrator cache: it needs --int8 --calibrator")
+        if self.trt_version is not None and self.trt_version not in TRT_MAJORS:
+            raise UsageError(f"--trt-version must be 10 or 11, got {self.trt_version}")
+        if self.trt_version == 11 and self.calibrator is not None:
+            raise UsageError("TensorRT 11 has no INT8 calibrators (implicit quantization was removed): "
+                             "drop --calibrator to quantize the ONNX to Q/DQ from --calib-data instead")
+        if self.calib_batch_size < 1:
+            raise UsageError(f"calibration batch size must be >= 1, got {self.calib_batch_size}")
+        if self.calib_size is not None and self.calib_size < 1:
+            raise UsageError(f"--calib-size must be >= 1, got {self.calib_size}")
+        if self.calib_max_batches is not None and self.calib_max_batches < 1:
+            raise UsageError(f"calibration batch count must be >= 1, got {self.calib_max_batches}")
+        if self.batch is not None:
+            lo, opt, hi = self.batch
+            if lo < 1 or not lo <= opt <= hi:
+                raise UsageError(f"bad batch range {self.batch}: need 1 <= min <= opt <= max")
+        if self.workspace_mib is not None and self.workspace_mib <= 0:
+            raise UsageError(f"--workspace must be a positive number of MiB, got {self.workspace_mib}")
+        if self.opt_level is not None and not 0 <= self.opt_level <= MAX_OPT_LEVEL:
+            raise UsageError(f"--opt-level must be between 0 and {MAX_OPT_LEVEL}, got {self.opt_level}")
+        if self.dla_core is not None and self.dla_core < 0:
+            raise UsageError(f"--dla-core must be >= 0, got {self.dla_core}")
+        if self.gpu_fallback and self.dla_core is None:
+            raise UsageError("--gpu-fallback only applies with --dla-core N")
+        if self.dla_core is not None and not (self.fp16 or self.int8 or self.gpu_fallback):
+            raise UsageError("DLA runs only FP16 and INT8 layers: add --fp16 or --int8, or --gpu-fallback")
+        if self.cuda_api is not None and self.cuda_api not in CUDA_APIS:
+            raise UsageError(f"--cuda-api {self.cuda_api!r} is not one of {', '.join(CUDA_APIS)}")
+        if self.timing_cache is not None and Path(self.timing_cache).is_dir():
+            raise UsageError(f"--timing-cache must be a file, got a directory: {self.timing_cache}")
+        if Path(self.output).suffix.lower() == ".json":
+            raise UsageError(f"-o names the plan file, not its sidecar: {self.output}")
+
+    @property
+    def requested(self) -> tuple[str, ...]:
+        req = tuple(p for p, on in (("int8", self.int8), ("fp16", self.fp16)) if on)
+        return req or ("fp32",)
+
+    def resolved_calib_cache(self) -> str | None:
+        if self.calibrator is None:
+            return None
+        return self.calib_cache or str(Path(self.output).with_suffix(".calib.cache"))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class OnnxPrecision:
+    """What precision an ONNX model already carries."""
+
+    qdq_nodes: int = 0
+    fp16_tensors: int = 0
+
+    @property
+    def has_qdq(self) -> bool:
+        return self.qdq_nodes > 0
+
+    @property
+    def has_fp16(self) -> bool:
+        return self.fp16_tensors > 0
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """How a request becomes an engine on one TensorRT major version.
+
+    ``prepare``: ONNX rewrites that run first, in order (``quantize_int8``, ``convert_fp16``).
+    ``strongly_typed``: build a strongly typed network (precision from the ONNX).
+    ``builder_flags``: weak-typing BuilderFlag names (TensorRT 10 only).
+    ``calibrator``: implicit INT8 calibrator kind (TensorRT 10 only).
+    """
+
+    major: int
+    requested: tuple[str, ...]
+    prepare: tuple[str, ...] = ()
+    strongly_typed: bool = False
+    builder_flags: tuple[str, ...] = ()
+    calibrator: str | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def describe(self) -> str:
+        parts = [f"TensorRT {self.major}.x", "+".join(self.requested)]
+        if self.prepare:
+            parts.append("prepare: " + ", ".join(self.prepare))
+        parts.append("strongly typed" if self.strongly_typed else "weakly typed")
+        if self.builder_flags:
+            parts.append("flags: " + ", ".join(self.builder_flags))
+        if self.calibrator:
+            parts.append(f"calibrator: {self.calibrator}")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan_precision(cfg: BuildConfig, major: int, onnx: OnnxPrecision) -> PrecisionPlan:
+    """Apply the precision matrix (module docstring); raise UsageError for what ``major`` cannot build."""
+    if major not in TRT_MAJORS:
+        raise UsageError(f"TensorRT {major}.x is not supported: se-deploy builds with TensorRT 10.x and 11.x")
+    req = cfg.requested
+    if cfg.int8 and cfg.calib_data is None and not onnx.has_qdq:
+        raise UsageError("--int8 needs calibration data (--calib-data DIR|npz) or an ONNX that already has "
+                         "Q/DQ nodes (se-deploy quantize --target tensorrt)")
+    if cfg.int8 and cfg.calib_data is not None and onnx.has_qdq:
+        raise UsageError("the ONNX already has Q/DQ nodes (it is quantized): drop --calib-data, or pass the "
+                         "unquantized ONNX")
+    if major == 11:
+        return _plan_trt11(cfg, onnx, req)
+    return _plan_trt10(cfg, onnx, req)
+
+
+def _plan_trt11(cfg: BuildConfig, onnx: OnnxPrecision, req: tuple[str, ...]) -> PrecisionPlan:
+    if cfg.calibrator is not None:
+        raise UsageError("TensorRT 11 has no INT8 calibrators (implicit quantization was removed): drop "
+                         "--calibrator to quantize the ONNX to Q/DQ from --calib-data instead")
+    will_have_qdq = onnx.has_qdq or (cfg.int8 and cfg.calib_data is not None)
+    if cfg.fp16 and will_have_qdq and not onnx.has_fp16:
+        raise UsageError("TensorRT 11 takes INT8+FP16 only from the ONNX itself: pass an ONNX that already "
+                         "holds Q/DQ and FP16 tensors, or build --int8 and --fp16 engines separately")
+    prepare: list[str] = []
+    if cfg.int8 and cfg.calib_data is not None:
+        prepare.append("quantize_int8")
+    if cfg.fp16 and not onnx.has_fp16:
+        prepare.append("convert_fp16")
+    notes = []
+    if not cfg.int8 and onnx.has_qdq:
+        notes.append("the ONNX carries Q/DQ nodes: those layers run in INT8")
+    if not cfg.fp16 and onnx.has_fp16:
+        notes.append("the ONNX carries FP16 tensors: those layers run in FP16")
+    return PrecisionPlan(11, req, tuple(prepare), True, (), None, tuple(notes))
+
+
+def _plan_trt10(cfg: BuildConfig, onnx: OnnxPrecision, req: tuple[str, ...]) -> PrecisionPlan:
+    notes = []
+    if cfg.calibrator is not None:
+        # Implicit (calibrated) INT8: weak typing; FP16 as a builder flag when also asked.
+        flags = ("INT8", "FP16") if cfg.fp16 else ("INT8",)
+        notes.append("implicit INT8 calibration is deprecated since TensorRT 10.1 and gone in 11")
+        return PrecisionPlan(10, req, (), False, flags, cfg.calibrator, tuple(notes))
+    prepare: tuple[str, ...] = ("quantize_int8",) if (cfg.int8 and cfg.calib_data is not None) else ()
+    has_qdq = onnx.has_qdq or bool(prepare)
+    if cfg.int8:  # Q/DQ model (given or prepared)
+        if cfg.fp16 and not onnx.has_fp16:
+            return PrecisionPlan(10, req, prepare, False, ("INT8", "FP16"), None,
+                                 ("explicit Q/DQ INT8; FP16 allowed for the float layers",))
+        return PrecisionPlan(10, req, prepare, True, (), None, ())
+    if cfg.fp16:
+        if onnx.has_fp16:
+            return PrecisionPlan(10, req, (), True, (), None, ("the ONNX is already FP16",))
+        if has_qdq:
+            return PrecisionPlan(10, req, (), False, ("INT8", "FP16"), None,
+                                 ("the ONNX carries Q/DQ nodes: those layers run in INT8",))
+        return PrecisionPlan(10, req, (), False, ("FP16",), None, ())
+    if has_qdq or onnx.has_fp16:
+        notes.append("precision comes from the ONNX (Q/DQ or FP16 tensors): strongly typed build")
+        return PrecisionPlan(10, req, (), True, (), None, tuple(notes))
+    return PrecisionPlan(10, req, (), False, (), None, ())
