@@ -137,8 +137,10 @@ def write_trtexec_calib_cache(prep: PreparedBuild, *, log: Log = _stderr) -> Pat
     from se_deploy.calibration.trt_cache import DEFAULT_TRT_VERSION, collect_amax, write_calibration_cache
 
     cfg = prep.cfg
+    if prep.plan.calibrator is None:
+        return None
     path = Path(cfg.resolved_calib_cache())
-    if prep.plan.calibrator is None or path.exists():
+    if path.exists():
         return None
     calib = _load_calibration(cfg, prep.inputs)
     amax = collect_amax(prep.build_onnx, calib, method=prep.plan.calibrator)
