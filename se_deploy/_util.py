@@ -37,10 +37,15 @@ def check_output_path(path: str | os.PathLike) -> Path:
         raise InputError(f"output directory does not exist: {parent}")
     if not parent.is_dir():
         raise InputError(f"output directory is not a directory: {parent}")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"output directory is not writable: {parent}")
     if p.is_dir():
         raise InputError(f"output path is a directory: {p}")
+    # Probe by creating a file: os.access() says yes to root even on read-only mounts.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".probe", dir=parent)
+    except OSError as e:
+        raise InputError(f"output directory is not writable: {parent} ({e.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
     return p
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -51,7 +52,11 @@ def register(command) -> None:
         cfg = ExportConfig(input_shape=shape, dynamic_batch=dynamic_batch, opset=opset, exporter=exporter,
                            simplify=not no_simplify, simplifier=simplifier, fuse=not no_fuse, tolerance=tolerance)
         console.print(f"[bold]se-deploy export[/] {model} -> {output}")
-        with console.status("loading model"):
+        if unsafe_pickle:
+            console.print("[yellow]warning:[/] --unsafe-pickle: unpickling runs code stored in the checkpoint; "
+                          "only use files you trust")
+        with console.status("loading model"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             loaded = load_model(model, num_classes=num_classes, reduction=reduction, weights=weights,
                                 unsafe_pickle=unsafe_pickle)
 
