@@ -109,6 +109,7 @@ def register(command) -> None:
     ) -> None:
         run_build_engine(
             onnx=onnx, output=output, fp16=fp16, int8=int8, calib_data=calib_data, calibrator=calibrator,
-            calib_cache=calib_cache, calib_batch_size=calib_batch_size, calib_size=calib_size, preprocess=preprocess, batch=batch, workspace=workspace,
+            calib_cache=calib_cache, calib_batch_size=calib_batch_size, calib_size=calib_size, preprocess=preprocess,
+            batch=batch, workspace=workspace,
             timing_cache=timing_cache, opt_level=opt_level, dla_core=dla_core, gpu_fallback=gpu_fallback,
             print_trtexec=print_trtexec, trt_version=trt_version, cuda_api=cuda_api)

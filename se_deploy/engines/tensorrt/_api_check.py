@@ -6,7 +6,9 @@ the source (the AST; TensorRT is never imported) of every module in
 ``se_deploy/engines/tensorrt`` and checks each TensorRT name against the API manifests
 (one JSON per TensorRT release: classes/enums with their members, module-level names).
 
-What counts as a TensorRT name (the conventions in ``_trt.py`` make these decidable):
+What counts as a TensorRT name (the conventions in ``_trt.py`` make these decidable, and
+a parameter named like a TensorRT object (:data:`TRT_PARAM_NAMES`) without an annotation
+is itself reported, so the convention cannot silently lapse):
 
 * ``trt.X`` and ``trt.X.Y`` where ``trt`` is the tensorrt module;
 * ``obj.m`` where ``obj``'s TensorRT type is known: a variable assigned from
@@ -82,6 +84,11 @@ DLA_NAMES = frozenset({
 #: Manifest versions whose TensorRT supports DLA (11.x regains it in 11.4.1, beyond the manifests).
 DLA_VERSIONS = frozenset({"10.3", "10.7"})
 DLA_GUARD_ATTR = "num_DLA_cores"
+#: Parameter names that by convention hold TensorRT objects: they must be annotated (with the
+#: TensorRT class, or with another type when they are not TensorRT objects), so their type,
+#: and so every name used on them, is decidable.
+TRT_PARAM_NAMES = frozenset({"builder", "config", "network", "parser", "engine", "context", "runtime", "inspector",
+                             "profile", "timing_cache"})
 
 
 @dataclass(frozen=True)
@@ -154,10 +161,11 @@ class _Ctx:
     env: dict[str, str] = field(default_factory=dict)  # local name -> TensorRT class
     self_attrs: dict[str, str] = field(default_factory=dict)
     trt_base: str | None = None  # the TensorRT base class when inside such a class
+    untyped: frozenset[str] = frozenset()  # TensorRT-named parameters without an annotation
 
     def copy(self, **kw) -> "_Ctx":
         d = {"versions": self.versions, "dla_guarded": self.dla_guarded, "env": dict(self.env),
-             "self_attrs": self.self_attrs, "trt_base": self.trt_base}
+             "self_attrs": self.self_attrs, "trt_base": self.trt_base, "untyped": self.untyped}
         d.update(kw)
         return _Ctx(**d)
 
@@ -348,16 +356,19 @@ class _ModuleChecker:
         if majors is not None:
             versions = frozenset(v for v in self.manifests if self.manifests[v].major in majors)
         env = dict(ctx.env)
+        untyped = set()
         args = fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs
         for a in args:
             t = _annotation_type(a.annotation)
             if t:
                 env[a.arg] = t
-            elif a.arg in env:
-                del env[a.arg]
+            else:
+                env.pop(a.arg, None)
+                if a.arg in TRT_PARAM_NAMES and a.annotation is None:
+                    untyped.add(a.arg)
         for d in fn.decorator_list:
             self._expr(d, ctx)
-        self._block(fn.body, ctx.copy(versions=versions, env=env))
+        self._block(fn.body, ctx.copy(versions=versions, env=env, untyped=frozenset(untyped)))
 
     def _class(self, cls: ast.ClassDef, ctx: _Ctx) -> None:
         trt_base = None
@@ -377,7 +388,7 @@ class _ModuleChecker:
                 if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and not stmt.name.startswith("_"):
                     self._need(stmt, f"{trt_base}.{stmt.name}", ctx.versions,
                                lambda m, b=trt_base, n=stmt.name: m.has_member(b, n),
-                               f"overrides no method of the base class in")
+                               "overrides no method of the base class in")
         # two passes: the first learns `self.x = <typed>` assignments, the second checks with them
         saved = (list(self.findings), list(self.uses), set(self._seen))
         self._block(cls.body, inner)
@@ -442,6 +453,15 @@ class _ModuleChecker:
             owner = self._type(base, ctx)
             if owner is not None:
                 self._need_member(sub, owner, sub.attr, ctx)
+            elif isinstance(base, ast.Name) and base.id in ctx.untyped:
+                key = (sub.lineno, f"{base.id}.{sub.attr}")
+                if key not in self._seen:
+                    self._seen.add(key)
+                    self.findings.append(Finding(
+                        self.display, sub.lineno, f"{base.id}.{sub.attr}", tuple(sorted(
+                            ctx.versions, key=lambda v: tuple(int(x) for x in v.split(".")))),
+                        "cannot be checked: annotate the parameter with its TensorRT class "
+                        "(e.g. \"trt.IBuilderConfig\") for"))
 
 
 def check_files(files: Iterable[str | Path], manifests: dict[str, Manifest], root: str | Path | None = None

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from se_deploy._util import check_output_path, sha256_file, write_bytes_atomic
 from se_deploy.engines.tensorrt._trt import load_tensorrt, serves, trt_major
@@ -31,6 +31,9 @@ from se_deploy.engines.tensorrt.trtexec import TrtexecCommand, trtexec_command
 from se_deploy.errors import (CalibrationError, EngineError, InternalError, MissingDependencyError,
                               QuantizationError, UsageError)
 from se_deploy.onnx_io import load_onnx
+
+if TYPE_CHECKING:  # annotations only; TensorRT is imported lazily at run time
+    import tensorrt as trt
 
 Log = Callable[[str], None]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from se_deploy.engines.tensorrt._trt import load_tensorrt, trt_major
 from se_deploy.engines.tensorrt.cuda import CudaApi, DeviceBuffer, get_cuda_api
 from se_deploy.engines.tensorrt.plan_meta import DeviceInfo, check_plan_compatible, read_plan_metadata
 from se_deploy.errors import EngineError, InputError
+
+if TYPE_CHECKING:  # annotations only; TensorRT is imported lazily at run time
+    import tensorrt as trt
 
 
 class TrtRunner(Runner):
