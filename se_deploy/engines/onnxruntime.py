@@ -65,6 +65,9 @@ class OrtConfig:
     ``io_binding``: time host->device, compute and device->host separately on a GPU provider
     (None: on whenever the first provider is a GPU one).
     ``trt_fp16`` / ``trt_engine_cache_dir``: TensorRT EP options.
+    ``allow_spinning``: whether idle intra-op threads busy-wait for the next run (None keeps
+    onnxruntime's default, on). Turn it off when timing several runners interleaved in one
+    process: spinning threads of one session steal cores from the next candidate.
     """
 
     providers: tuple[str, ...] | str | None = None
@@ -78,6 +81,7 @@ class OrtConfig:
     device_id: int = 0
     trt_fp16: bool = False
     trt_engine_cache_dir: str | None = None
+    allow_spinning: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "providers", _normalise_providers(self.providers))
@@ -159,6 +163,8 @@ class OrtRunner(Runner):
         if cfg.threads:
             so.intra_op_num_threads = cfg.threads
             so.inter_op_num_threads = 1
+        if cfg.allow_spinning is not None:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if cfg.allow_spinning else "0")
         if cfg.enable_profiling:
             so.enable_profiling = True
             prefix = cfg.profile_prefix or "ort_profile"

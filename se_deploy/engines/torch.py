@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Mapping
@@ -118,8 +119,11 @@ class TorchRunner(Runner):
     def describe(self) -> dict:
         import torch
 
+        # OMP_WAIT_POLICY matters when this runner is timed interleaved with onnxruntime: with
+        # libgomp's default busy-waiting, both thread pools fight for the same cores.
         return {"backend": self.backend, "version": torch.__version__, "device": self.config.device,
-                "dtype": self.config.dtype, "threads": torch.get_num_threads()}
+                "dtype": self.config.dtype, "threads": torch.get_num_threads(),
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")}
 
     # inference -------------------------------------------------------------
     def _forward(self, x: np.ndarray) -> np.ndarray:

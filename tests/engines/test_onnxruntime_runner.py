@@ -176,3 +176,11 @@ def test_zoo_models_end_to_end_match_pytorch(name, tmp_path):
     c = compare_arrays(ref, got)
     assert got.shape == (2, 10)
     assert c.rel_max_abs < 1e-4 and c.top1_agreement == 1.0, c
+
+
+def test_spinning_can_be_turned_off_for_interleaved_timing(tiny_onnx):
+    with OrtRunner(tiny_onnx, OrtConfig(threads=1, allow_spinning=False)) as r:
+        opts = r.session.get_session_options()
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert opts.intra_op_num_threads == 1
+        r.infer({"input": _x(1)})
