@@ -38,7 +38,8 @@ def run_build_engine(*, onnx: Path, output: Path | None, fp16: bool, int8: bool,
         major = cfg.trt_version or installed or 10
         prep = trt_builder.prepare_build(cfg, major, log=_note)
         if major == 10:
-            trt_builder.write_trtexec_calib_cache(prep, log=_note)
+            here = str(trt.__version__) if trt is not None and installed == major else None
+            trt_builder.write_trtexec_calib_cache(prep, trt_version=here, log=_note)
         _note(f"# trtexec equivalent for TensorRT {major}.x: {prep.plan.describe()}")
         print(prep.trtexec.line())
         return

@@ -134,9 +134,10 @@ def _convert_fp16(onnx_in: str, onnx_out: Path) -> None:
     convert_fp16(onnx_in, str(onnx_out), Fp16Config())
 
 
-def write_trtexec_calib_cache(prep: PreparedBuild, *, log: Log = _stderr) -> Path | None:
+def write_trtexec_calib_cache(prep: PreparedBuild, *, trt_version: str | None = None,
+                              log: Log = _stderr) -> Path | None:
     """For ``trtexec --int8 --calib=FILE`` on a device: write the cache from onnxruntime ranges when it does
-    not exist yet (TensorRT's format; header for TensorRT 10.3, JetPack 6)."""
+    not exist yet (TensorRT's format; the header names ``trt_version``, default 10.3 as on JetPack 6)."""
     from se_deploy.calibration.trt_cache import DEFAULT_TRT_VERSION, collect_amax, write_calibration_cache
 
     cfg = prep.cfg
@@ -148,8 +149,9 @@ def write_trtexec_calib_cache(prep: PreparedBuild, *, log: Log = _stderr) -> Pat
     calib = _load_calibration(cfg, prep.inputs)
     amax = collect_amax(prep.build_onnx, calib, method=prep.plan.calibrator)
     algorithm = {"entropy": "EntropyCalibration2", "minmax": "MinMaxCalibration"}[prep.plan.calibrator]
-    write_calibration_cache(path, amax, algorithm=algorithm, trt_version=DEFAULT_TRT_VERSION)
-    log(f"wrote {path} ({len(amax)} tensor ranges from onnxruntime, header for TensorRT {DEFAULT_TRT_VERSION}; "
+    version = trt_version or DEFAULT_TRT_VERSION
+    write_calibration_cache(path, amax, algorithm=algorithm, trt_version=".".join(version.split(".")[:3]))
+    log(f"wrote {path} ({len(amax)} tensor ranges from onnxruntime, header for TensorRT {version}; "
         "a TensorRT of another version recalibrates instead of reading it)")
     return path
 
@@ -173,6 +175,13 @@ def build_engine(cfg: BuildConfig, *, log: Log = _stderr) -> dict:
     if cfg.trt_version is not None and cfg.trt_version != major:
         raise UsageError(f"--trt-version {cfg.trt_version} given, but TensorRT {trt.__version__} is installed")
     cuda = get_cuda_api(cfg.cuda_api)
+    try:
+        return _build_with(trt, major, cfg, cuda, log)
+    finally:
+        cuda.close()
+
+
+def _build_with(trt, major: int, cfg: BuildConfig, cuda: CudaApi, log: Log) -> dict:
     if cuda.device_count() == 0:
         raise EngineError("no NVIDIA GPU is visible to CUDA here: build on the target device")
     gpu_name, cc = cuda.device_info(0)
@@ -194,7 +203,6 @@ def build_engine(cfg: BuildConfig, *, log: Log = _stderr) -> dict:
                  "gpu_fallback": cfg.gpu_fallback, "timing_cache": cfg.timing_cache, "cuda_api": cuda.name},
         trtexec=prep.trtexec.line())
     write_plan_metadata(cfg.output, meta)
-    cuda.close()
     return meta
 
 

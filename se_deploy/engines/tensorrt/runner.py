@@ -51,6 +51,13 @@ class TrtRunner(Runner):
 
     # lifecycle -------------------------------------------------------------
     def activate(self) -> None:
+        try:
+            self._activate()
+        except BaseException:
+            self.deactivate()
+            raise
+
+    def _activate(self) -> None:
         if not self.plan_path.is_file():
             raise InputError(f"TensorRT plan not found: {self.plan_path}")
         trt = load_tensorrt("running TensorRT engines")
@@ -85,6 +92,7 @@ class TrtRunner(Runner):
         self._graphs.clear()
         if self._cuda is not None:
             self._cuda.close()
+        self._cuda = None
         self._context = None
         self._engine = None
         self._runtime = None
