@@ -161,7 +161,7 @@ def _trt_factory(artifact, options: dict) -> Runner:
         options.pop("threads")
     unknown = [k for k in options if k not in params and not takes_any]
     if unknown:
-        allowed = sorted(k for k in params if k not in ("self", "plan", "artifact", "path"))
+        allowed = sorted(k for k in params if k not in ("self", "plan", "plan_path", "artifact", "path"))
         raise UsageError(f"unknown tensorrt option(s) {unknown}; allowed: {', '.join(allowed)}")
     return cls(artifact, **options)
 
