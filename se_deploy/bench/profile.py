@@ -225,8 +225,6 @@ def aggregate(nodes: Mapping[str, Mapping], mapping: Mapping[str, list[str]], se
 
 
 def _load(model_path_or_proto):
-    import onnx
-
     if hasattr(model_path_or_proto, "graph"):
         return model_path_or_proto
     from se_deploy.onnx_io import load_onnx

@@ -160,21 +160,30 @@ def test_missing_provider_and_bad_files(tiny_onnx, tmp_path):
 
 @pytest.mark.parametrize("name", ["se_resnet18", "se_mobilenet_v2"])
 def test_zoo_models_end_to_end_match_pytorch(name, tmp_path):
-    """The zoo model, exported, runs under onnxruntime and matches eager PyTorch."""
+    """A zoo model through se-deploy's export (simplified, SE passes applied) runs under
+    onnxruntime, agrees with its sidecar's I/O, and matches eager PyTorch at another batch size."""
+    from se_deploy._util import read_sidecar
     from se_deploy.engines.torch import TorchConfig, TorchRunner
+    from se_deploy.export.torch_export import export_model
     from se_deploy.models import create_model
-
-    model = create_model(name, num_classes=10)
-    path = export_tiny(model, tmp_path / f"{name}.onnx", shape=(1, 3, 64, 64))
-    x = np.random.default_rng(3).standard_normal((2, 3, 64, 64)).astype(np.float32)
-    with OrtRunner(path, OrtConfig(threads=2)) as ort_r, \
-            TorchRunner(model, TorchConfig(input_shape=(1, 3, 64, 64))) as torch_r:
-        got = ort_r.infer({"input": x})["output"]
-        ref = torch_r.infer({"input": x})["output"]
     from se_deploy.numerics import compare_arrays
 
-    c = compare_arrays(ref, got)
-    assert got.shape == (2, 10)
+    model = create_model(name, num_classes=10)
+    path = tmp_path / f"{name}.onnx"
+    export_model(model, path, input_shape=(1, 3, 64, 64), exporter="legacy", dynamic_batch=True)
+    side = read_sidecar(path)
+    x = np.random.default_rng(3).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with OrtRunner(str(path), OrtConfig(threads=2)) as ort_r, \
+            TorchRunner(model, TorchConfig(input_shape=(1, 3, 64, 64), input_name=side["inputs"][0]["name"],
+                                           output_name=side["outputs"][0]["name"])) as torch_r:
+        assert [s.name for s in ort_r.inputs] == [i["name"] for i in side["inputs"]]
+        assert [s.name for s in ort_r.outputs] == [o["name"] for o in side["outputs"]]
+        got = ort_r.infer({ort_r.inputs[0].name: x})
+        ref = torch_r.infer({torch_r.inputs[0].name: x})
+    assert list(got) == list(ref)
+    (out_name,) = got
+    c = compare_arrays(ref[out_name], got[out_name])
+    assert got[out_name].shape == (2, 10)
     assert c.rel_max_abs < 1e-4 and c.top1_agreement == 1.0, c
 
 
