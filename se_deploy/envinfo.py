@@ -435,6 +435,82 @@ def capture_environment(*, probes: Probes | None = None, tegrastats_s: float = 1
     return env
 
 
+class TegrastatsSampler:
+    """Sample ``tegrastats`` in the background for the length of a run (Jetson power, GPU load).
+
+    ``with TegrastatsSampler() as s: run(); s.summary()``. Where ``tegrastats`` is missing,
+    the sampler does nothing and ``summary()`` says ``{"available": False}``.
+    ``command`` replaces the tegrastats command line (tests drive it with a script that
+    prints recorded lines).
+    """
+
+    def __init__(self, interval_ms: int = 500, command: Sequence[str] | None = None) -> None:
+        self.command = list(command) if command else ["tegrastats", "--interval", str(int(interval_ms))]
+        self.available = False
+        self._lines: list[str] = []
+        self._proc: subprocess.Popen | None = None
+        self._thread = None
+
+    def __enter__(self) -> "TegrastatsSampler":
+        import threading
+
+        if shutil.which(self.command[0]) is None and not os.path.isfile(self.command[0]):
+            return self
+        try:
+            self._proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                          stdin=subprocess.DEVNULL, text=True, bufsize=1)
+        except OSError:
+            return self
+        self.available = True
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        return self
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            self._lines.append(line)
+
+    def __exit__(self, *exc) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(timeout=2)
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        self._proc = None
+
+    def summary(self) -> dict:
+        """Mean and max board power, mean GPU load, mean per-rail power and peak temperatures."""
+        samples = [parse_tegrastats(line + "\n") for line in self._lines]
+        samples = [x for x in samples if x]
+        if not self.available or not samples:
+            return {"available": self.available, "samples": 0}
+        out: dict[str, Any] = {"available": True, "samples": len(samples)}
+        power = [x["power_total_mw"] for x in samples if "power_total_mw" in x]
+        if power:
+            out["power_mw"] = {"mean": sum(power) / len(power), "max": max(power)}
+        gpu = [x["gpu_load_pct"] for x in samples if "gpu_load_pct" in x]
+        if gpu:
+            out["gpu_load_pct_mean"] = sum(gpu) / len(gpu)
+        rails: dict[str, list[int]] = {}
+        temps: dict[str, float] = {}
+        for x in samples:
+            for name, v in x.get("power_rails_mw", {}).items():
+                rails.setdefault(name, []).append(v["now_mw"])
+            for name, t in x.get("temperatures_c", {}).items():
+                temps[name] = max(t, temps.get(name, t))
+        if rails:
+            out["rails_mw_mean"] = {k: sum(v) / len(v) for k, v in rails.items()}
+        if temps:
+            out["temperatures_c_max"] = temps
+        return out
+
+
 def environment_rows(env: dict) -> list[tuple[str, str]]:
     """A flat (label, value) table of the headline facts, for reports and ``doctor``."""
 
@@ -482,5 +558,5 @@ def environment_rows(env: dict) -> list[tuple[str, str]]:
     return rows
 
 
-__all__ = ["UNKNOWN", "Probes", "capture_environment", "environment_rows", "parse_cpuinfo", "parse_jetson_clocks",
+__all__ = ["UNKNOWN", "Probes", "TegrastatsSampler", "capture_environment", "environment_rows", "parse_cpuinfo", "parse_jetson_clocks",
            "parse_nv_tegra_release", "parse_nvidia_smi_query", "parse_nvpmodel", "parse_tegrastats"]

@@ -180,3 +180,35 @@ def test_parsers_on_edge_cases():
                         "flags\t: avx2\nphysical id\t: 0\ncore id\t: 0\n")
     assert x86["model"] == "Intel Xeon" and x86["physical_cores"] == 1 and x86["processors"] == 2
     assert x86["features"]["amx_int8"] and x86["features"]["avx512_vnni"] and not x86["features"]["avx_vnni"]
+
+
+def test_tegrastats_sampler_collects_lines_during_a_run_and_stops_the_tool():
+    import sys
+    import time
+
+    from se_deploy.envinfo import TegrastatsSampler
+
+    lines = [ORIN_TEGRASTATS.splitlines()[0], ORIN_TEGRASTATS.splitlines()[0].replace("VDD_IN 6930mW", "VDD_IN 7930mW")]
+    # A stand-in for the tegrastats binary: prints recorded lines, then streams forever like the real one.
+    script = f"import time\nfor l in {lines!r}:\n    print(l, flush=True)\nwhile True:\n    time.sleep(0.05)\n"
+    sampler = TegrastatsSampler(command=[sys.executable, "-u", "-c", script])
+    t0 = time.monotonic()
+    with sampler as s:
+        deadline = time.monotonic() + 20
+        while len(s._lines) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert time.monotonic() - t0 < 25 and sampler._proc is None  # the endless tool was stopped
+    summary = sampler.summary()
+    assert summary["available"] is True and summary["samples"] == 2
+    assert summary["power_mw"] == {"mean": 7430.0, "max": 7930}
+    assert summary["gpu_load_pct_mean"] == 12.0
+    assert summary["rails_mw_mean"]["VDD_GPU_SOC"] == 2398.0
+    assert summary["temperatures_c_max"]["tj"] == 46.5
+
+
+def test_tegrastats_sampler_without_the_tool_is_a_no_op():
+    from se_deploy.envinfo import TegrastatsSampler
+
+    with TegrastatsSampler(command=["no-such-tegrastats-binary"]) as s:
+        pass
+    assert s.summary() == {"available": False, "samples": 0}
