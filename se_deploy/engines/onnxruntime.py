@@ -56,7 +56,9 @@ def _normalise_providers(value) -> tuple[str, ...] | None:
 class OrtConfig:
     """How to run a model under onnxruntime.
 
-    ``providers``: None (or "auto") picks the best installed: TensorRT, CUDA, then CPU.
+    ``providers``: the CPU provider by default, because numerical proofs compare against it
+    (GPU providers may compute convolutions in TF32). None or "auto" picks the best
+    installed: TensorRT, CUDA, then CPU; ``create_runner`` uses "auto" unless told otherwise.
     A string such as ``"cuda,cpu"`` or a tuple of full provider names picks explicitly.
     ``threads``: intra-op threads; 0 lets onnxruntime decide.
     ``graph_optimization``: disable | basic | extended | all.
@@ -70,7 +72,7 @@ class OrtConfig:
     process: spinning threads of one session steal cores from the next candidate.
     """
 
-    providers: tuple[str, ...] | str | None = None
+    providers: tuple[str, ...] | str | None = ("CPUExecutionProvider",)
     threads: int = 0
     graph_optimization: str = "all"
     optimized_model_path: str | None = None
@@ -300,7 +302,7 @@ class OrtRunner(Runner):
 
 def run_onnx(model, feed: Mapping[str, np.ndarray], config: OrtConfig | None = None) -> dict[str, np.ndarray]:
     """One-shot convenience: run ``model`` on ``feed`` under onnxruntime (CPU unless configured)."""
-    with OrtRunner(model, config or OrtConfig(providers=("CPUExecutionProvider",))) as r:
+    with OrtRunner(model, config) as r:
         return r.infer(feed)
 
 

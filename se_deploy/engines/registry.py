@@ -128,6 +128,9 @@ def _probe_tensorrt(jetson: bool) -> BackendInfo:
 def _ort_factory(artifact, options: dict) -> Runner:
     from se_deploy.engines.onnxruntime import OrtConfig, OrtRunner
 
+    # A runner asked for by name serves deployment and benchmarks: use the GPU providers when
+    # installed. (OrtConfig's own default stays CPU, the reference for numerical proofs.)
+    options.setdefault("providers", "auto")
     return OrtRunner(artifact, _build_config(OrtConfig, "onnxruntime", options))
 
 

@@ -62,7 +62,7 @@ def test_runs_and_reports_metadata_and_timing(tiny_onnx):
         assert y.shape == (2, 10) and np.isfinite(y).all()
         t = r.last_timing
         assert t.total_ms > 0 and t.compute_ms == t.total_ms and t.h2d_ms is None and t.d2h_ms is None
-        assert r.describe()["providers"] == ["CPUExecutionProvider"]  # auto picks CPU on this machine
+        assert r.describe()["providers"] == ["CPUExecutionProvider"]  # the reference provider by default
 
 
 def test_optimization_levels_agree(tiny_onnx):
@@ -137,6 +137,7 @@ def test_config_is_validated_on_construction(kwargs, message):
 
 
 def test_provider_aliases():
+    assert OrtConfig().providers == ("CPUExecutionProvider",)
     assert OrtConfig(providers="auto").providers is None
     assert OrtConfig(providers="cuda,cpu").providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
 

@@ -65,6 +65,7 @@ def test_create_runner_onnxruntime_and_torch_agree(tmp_path):
     torch_r = create_runner("torch", model, input_shape="1x3x32x32", threads=1)
     assert isinstance(ort_r, OrtRunner) and isinstance(torch_r, TorchRunner)
     assert isinstance(ort_r, Runner) and isinstance(torch_r, Runner)
+    assert ort_r.config.providers is None  # by name: best installed providers ("auto")
     with ort_r, torch_r:
         a = ort_r.infer({"input": x})["output"]
         b = torch_r.infer({"input": x})["output"]
