@@ -66,7 +66,7 @@ def test_jetson_diagnosis_uses_jetpack_install_commands():
     missing = {m["component"]: m for m in report["missing"]}
     assert missing["tensorrt"]["install"].startswith("sudo apt install python3-libnvinfer")
     assert "pycuda" in missing["cuda-python / pycuda"]["install"]
-    assert "jetson-ai-lab" in missing["onnxruntime CUDA provider"]["install"]
+    assert "JetPack" in missing["onnxruntime CUDA provider"]["install"]
     assert missing["locked clocks"]["install"].startswith("sudo jetson_clocks")
     assert "NVIDIA GPU" not in missing  # the Jetson's integrated GPU counts
     assert report["jetson"]["power_mode"] == "MAXN"

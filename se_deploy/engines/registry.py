@@ -58,10 +58,10 @@ def install_hint(component: str, jetson: bool) -> str:
                        "install the NVIDIA driver (nvidia-smi must work), or build on the target device: "
                        "se-deploy build-engine --print-trtexec"),
         "onnxruntime": "pip install onnxruntime",
-        "onnxruntime-gpu": ("pip install onnxruntime-gpu from the Jetson AI Lab index "
-                            "(https://pypi.jetson-ai-lab.io) matching your JetPack" if jetson else
+        "onnxruntime-gpu": ("install NVIDIA's onnxruntime-gpu wheel built for your JetPack release "
+                            "(a plain pip install gets a CPU-only build on aarch64)" if jetson else
                             "pip uninstall onnxruntime && pip install onnxruntime-gpu"),
-        "torch": ("the NVIDIA PyTorch wheel for your JetPack (https://pypi.jetson-ai-lab.io)" if jetson else
+        "torch": ("NVIDIA's PyTorch wheel built for your JetPack release" if jetson else
                   "pip install torch"),
     }
     return hints[component]

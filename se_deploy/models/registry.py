@@ -62,14 +62,23 @@ def plain_twin(name: str) -> str | None:
     return get_entry(name).plain_twin
 
 
-def create_model(name: str, **kwargs):
-    """Create a zoo model in eval mode. kwargs: num_classes, reduction, se_gate, ... (per family)."""
+def create_model(name: str, *, seed: int | None = 0, **kwargs):
+    """Create a zoo model in eval mode. kwargs: num_classes, reduction, se_gate, ... (per family).
+
+    Random initial weights are drawn from ``seed`` (without touching the global RNG), so the
+    same name and seed always give the same network: a sidecar can recreate its reference.
+    """
+    import torch
+
     entry = get_entry(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if not entry.se:
         kwargs = {k: v for k, v in kwargs.items() if k not in ("reduction", "se_gate", "se_fc")}
     try:
-        model = entry.factory(**kwargs)
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            model = entry.factory(**kwargs)
     except (TypeError, ValueError) as e:
         raise ModelError(f"cannot create {name}: {e}") from None
     return model.eval()
