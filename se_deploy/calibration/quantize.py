@@ -16,6 +16,8 @@ gate) of every detected SE block in float; ``se_aware=False`` quantizes them too
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 import time
@@ -381,18 +383,19 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
 
         out_tmp = work / "int8.onnx"
         try:
-            quantize_static(
-                str(pre_path), str(out_tmp), _Reader(calib, input_name, batch),
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=op_types,
-                per_channel=config.per_channel,
-                reduce_range=False,
-                activation_type=getattr(QuantType, spec.activation_type),
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=sorted(excluded),
-                calibrate_method=method,
-                extra_options=extra,
-            )
+            with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints calibration progress
+                quantize_static(
+                    str(pre_path), str(out_tmp), _Reader(calib, input_name, batch),
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=op_types,
+                    per_channel=config.per_channel,
+                    reduce_range=False,
+                    activation_type=getattr(QuantType, spec.activation_type),
+                    weight_type=QuantType.QInt8,
+                    nodes_to_exclude=sorted(excluded),
+                    calibrate_method=method,
+                    extra_options=extra,
+                )
         except (CalibrationError, UsageError):
             raise
         except Exception as e:

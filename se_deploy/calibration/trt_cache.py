@@ -1,0 +1,178 @@
+"""TensorRT INT8 calibration cache: TensorRT's own text format, read and written.
+
+The TensorRT <= 10 implicit-calibration path (``config.int8_calibrator``'s
+``read_calibration_cache``) and ``trtexec --int8 --calib=FILE`` read this file::
+
+    TRT-100300-EntropyCalibration2
+    input: 3c010204
+    /layer1/conv/Conv_output_0: 3d4ccccd
+
+One header line ``TRT-<version digits>-<algorithm>``, then one ``tensor: scale`` line per
+tensor, the scale as the big-endian IEEE-754 float32 bit pattern in 8 hex digits, with
+``scale = amax / 127``. onnxruntime's ``write_calibration_table`` writes a different format,
+and nothing in the maintained libraries writes this one, so it is written here.
+
+Tensor names are the ONNX tensor names of the graph TensorRT parses, so the ranges must be
+collected on that same (float) ONNX file: :func:`collect_amax` does that with onnxruntime's
+calibrators.
+
+The header's algorithm must match the calibrator that reads the cache: trtexec's own
+calibrator is EntropyCalibration2, so that is the default whatever method collected the
+ranges (the method is recorded in the sidecar).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import re
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from se_deploy._util import write_text_atomic
+from se_deploy.errors import CalibrationError, InputError, UsageError
+
+ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", "LegacyCalibration")
+INT8_MAX = 127.0
+DEFAULT_TRT_VERSION = "10.3.0"  # JetPack 6.1/6.2
+_HEADER = re.compile(r"^TRT-(\d+)-([A-Za-z0-9]+)$")
+_HEX = re.compile(r"^[0-9a-fA-F]{8}$")
+
+
+def trt_version_digits(version: str | int) -> str:
+    """``"10.3.0"`` -> ``"100300"``, ``"8.6.1"`` -> ``"8601"`` (NV_TENSORRT_VERSION); digits pass through.
+
+    TensorRT 10 encodes major*10000 + minor*100 + patch; TensorRT 8 encoded
+    major*1000 + minor*100 + patch. A cache whose header names another version is ignored
+    by TensorRT, so the header must match the TensorRT that reads it.
+    """
+    text = str(version).strip()
+    if text.isdigit():
+        return text
+    parts = text.split(".")
+    if not 2 <= len(parts) <= 4 or not all(p.isdigit() for p in parts):
+        raise UsageError(f"malformed TensorRT version {version!r}: expected e.g. 10.3.0 or 8.6.1")
+    major, minor = int(parts[0]), int(parts[1])
+    patch = int(parts[2]) if len(parts) > 2 else 0
+    if major >= 10:
+        return str(major * 10000 + minor * 100 + patch)
+    return str(major * 1000 + minor * 100 + patch)
+
+
+def scale_to_hex(scale: float) -> str:
+    return struct.pack(">f", scale).hex()
+
+
+def hex_to_scale(text: str) -> float:
+    return struct.unpack(">f", bytes.fromhex(text))[0]
+
+
+def write_calibration_cache(path: str | Path, scales_or_amax: dict[str, float], *,
+                            algorithm: str = "EntropyCalibration2", trt_version: str = DEFAULT_TRT_VERSION,
+                            values: str = "amax") -> Path:
+    """Write a TensorRT calibration cache.
+
+    ``values="amax"`` (the default) takes each tensor's absolute maximum and writes
+    ``amax / 127``; ``values="scale"`` writes the given scales unchanged.
+    """
+    if algorithm not in ALGORITHMS:
+        raise UsageError(f"unknown calibration algorithm {algorithm!r}; choose one of {list(ALGORITHMS)}")
+    if values not in ("amax", "scale"):
+        raise UsageError(f"values must be 'amax' or 'scale', got {values!r}")
+    if not scales_or_amax:
+        raise CalibrationError("no tensor ranges to write into the calibration cache")
+    lines = [f"TRT-{trt_version_digits(trt_version)}-{algorithm}"]
+    for name, v in scales_or_amax.items():
+        if not name or "\n" in name:
+            raise CalibrationError(f"tensor name {name!r} cannot be written into a calibration cache")
+        v = float(v)
+        if not math.isfinite(v) or v < 0:
+            raise CalibrationError(f"tensor {name!r} has an invalid range {v}")
+        scale = v / INT8_MAX if values == "amax" else v
+        lines.append(f"{name}: {scale_to_hex(scale)}")
+    return write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def read_calibration_cache(path: str | Path) -> tuple[str, dict[str, float]]:
+    """(header, {tensor name: scale}) from a TensorRT calibration cache; one-line errors when malformed."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"calibration cache not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read calibration cache {p}: {type(e).__name__}") from None
+    lines = [ln.rstrip("\r") for ln in text.splitlines() if ln.strip()]
+    if not lines or not _HEADER.match(lines[0].strip()):
+        raise InputError(f"{p} is not a TensorRT calibration cache: the first line must look like "
+                         f"TRT-100300-EntropyCalibration2")
+    scales: dict[str, float] = {}
+    for i, line in enumerate(lines[1:], start=2):
+        name, sep, value = line.rpartition(":")
+        value = value.strip()
+        if not sep or not name or not _HEX.match(value):
+            raise InputError(f"{p}:{i}: expected 'tensor_name: 8 hex digits', got {line[:80]!r}")
+        scales[name] = hex_to_scale(value)
+    return lines[0].strip(), scales
+
+
+def parse_header(header: str) -> tuple[str, str]:
+    """``TRT-100300-EntropyCalibration2`` -> ``("100300", "EntropyCalibration2")``."""
+    m = _HEADER.match(header.strip())
+    if not m:
+        raise InputError(f"malformed calibration cache header {header!r}")
+    return m.group(1), m.group(2)
+
+
+def collect_amax(onnx_path: str | Path, calib, *, method: str = "entropy", percentile: float = 99.999,
+                 batch_size: int = 8) -> dict[str, float]:
+    """Per-tensor absolute maximum over ``calib`` (a CalibrationSet) for every float tensor of the ONNX.
+
+    Uses onnxruntime's calibrators on the very ONNX file TensorRT will parse, so the names
+    match the network's tensors. ``method``: minmax, entropy (TensorRT's EntropyCalibration2
+    idea: the KL-optimal clip) or percentile.
+    """
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+
+    from se_deploy.calibration.quantize import _Reader, calibration_batch, model_input
+    from se_deploy.onnx_io import load_onnx
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    if method not in methods:
+        raise UsageError(f"unknown calibration method {method!r}; choose one of {list(methods)}")
+    model = load_onnx(onnx_path)
+    name, shape = model_input(model)
+    if calib.input_name != name:
+        raise CalibrationError(f"calibration data is keyed {calib.input_name!r} but the model input is {name!r}")
+    batch = calibration_batch(shape, batch_size, len(calib))
+    extra = {"symmetric": True}
+    if method == "percentile":
+        extra["percentile"] = percentile
+    with tempfile.TemporaryDirectory(prefix="se_deploy_cache_") as tmp:
+        try:
+            calibrator = create_calibrator(Path(onnx_path), None,
+                                           augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                           calibrate_method=methods[method], extra_options=extra)
+            with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints progress to stdout
+                calibrator.collect_data(_Reader(calib, name, batch))
+                ranges = calibrator.compute_data()
+        except (CalibrationError, UsageError):
+            raise
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CalibrationError(f"collecting tensor ranges failed: {first}") from None
+    amax: dict[str, float] = {}
+    for tensor, rng in ranges.data.items():
+        lo, hi = (float(np.max(np.abs(v))) for v in rng.range_value)
+        amax[tensor] = max(abs(lo), abs(hi))
+    return amax
+
+
+__all__ = ["write_calibration_cache", "read_calibration_cache", "collect_amax", "trt_version_digits",
+           "parse_header", "scale_to_hex", "hex_to_scale", "ALGORITHMS",
+           "DEFAULT_TRT_VERSION"]
