@@ -268,3 +268,23 @@ def _fc2(b: _B, s: SESpec, a: str, cin: int, cout: int) -> str:
 def input_shape(s: SESpec, batch: int | None = None) -> tuple[int, ...]:
     n = batch if batch is not None else (s.batch if isinstance(s.batch, int) else 2)
     return (n, s.c, s.hw, s.hw)
+
+
+_ZOO_CACHE: dict = {}
+
+
+def export_zoo(name: str, exporter: str, tmp_root, **kwargs):
+    """Export a small (64x64, 5-class) zoo model once per test session; returns (onnx model, torch model)."""
+    import onnx
+
+    from se_deploy.export.torch_export import export_model
+    from se_deploy.models import create_model
+
+    key = (name, exporter, tuple(sorted(kwargs.items())))
+    if key not in _ZOO_CACHE:
+        torch_model = create_model(name, num_classes=5, **kwargs)
+        out = tmp_root / f"{name}_{exporter}_{len(_ZOO_CACHE)}.onnx"
+        export_model(torch_model, out, input_shape=(1, 3, 64, 64), exporter=exporter,
+                     dynamic_batch=exporter == "legacy", simplify=False, fuse=False)
+        _ZOO_CACHE[key] = (onnx.load(str(out)), torch_model)
+    return _ZOO_CACHE[key]

@@ -76,11 +76,26 @@ def _fold_into_producer(model, m, s: np.ndarray) -> str | None:
     return None
 
 
+def fold_block(model, m, s: np.ndarray) -> str:
+    """Replace SE block ``m`` by the constant per-channel scale ``s``; return where it went."""
+    import onnx_ir as ir
+
+    into = _fold_into_producer(model, m, s)
+    if into is not None:
+        _ir.replace_output(model.graph, m.scale.outputs[0], m.x)
+        _ir.remove_block(model.graph, m)
+        return into
+    const = _ir.add_initializer(model.graph, f"{_ir.base_name(m)}.folded_gate", s.reshape(1, -1, 1, 1))
+    mul = ir.node("Mul", [m.x, const], name=f"{_ir.base_name(m)}/folded_scale")
+    model.graph.insert_before(m.scale, mul)
+    _ir.replace_output(model.graph, m.scale.outputs[0], mul.outputs[0])
+    _ir.remove_block(model.graph, m)
+    return "constant Mul"
+
+
 @register_pass("fold-gates", exact=False, needs_calibration=True,
                summary="replace SE blocks whose gates are near-constant on calibration data by a folded per-channel scale")
 def fold_gates(model, ctx: PassContext) -> dict:
-    import onnx_ir as ir
-
     if not ctx.calib_feeds:
         raise CalibrationError("fold-gates needs calibration data (give --calib-data FILE.npz)")
     thr = ctx.options.gate_std_threshold
@@ -96,18 +111,7 @@ def fold_gates(model, ctx: PassContext) -> dict:
                  "gate_std_max": float(std.max()), "gate_std_mean": float(std.mean()),
                  "gate_mean": float(g.mean()), "folded": False, "into": None}
         if std.max() <= thr:
-            s = g.mean(axis=0).astype(m.fc1.weight.dtype)
-            into = _fold_into_producer(model, m, s)
-            if into is not None:
-                _ir.replace_output(model.graph, m.scale.outputs[0], m.x)
-                _ir.remove_block(model.graph, m)
-            else:
-                const = _ir.add_initializer(model.graph, f"{_ir.base_name(m)}.folded_gate", s.reshape(1, -1, 1, 1))
-                mul = ir.node("Mul", [m.x, const], name=f"{_ir.base_name(m)}/folded_scale")
-                model.graph.insert_before(m.scale, mul)
-                _ir.replace_output(model.graph, m.scale.outputs[0], mul.outputs[0])
-                _ir.remove_block(model.graph, m)
-                into = "constant Mul"
+            into = fold_block(model, m, g.mean(axis=0).astype(m.fc1.weight.dtype))
             entry.update(folded=True, into=into)
             changed += 1
         blocks.append(entry)
