@@ -71,7 +71,7 @@ def valid(s: SESpec) -> bool:
         return s.reshape in ("reshape_const", "reshape_dynamic") and s.squeeze != "reducemean_k0"
     if s.fc != "conv" and s.reshape == "none" and s.squeeze != "reducemean_k0":
         return False
-    if s.squeeze == "reducemean_k0" and s.fc == "conv":
+    if s.squeeze == "reducemean_k0" and (s.fc == "conv" or s.reshape == "squeeze_unsqueeze"):
         return False
     if s.reshape == "reshape_dynamic" and s.batch != "N":
         return False
@@ -136,7 +136,8 @@ def make_se_model(s: SESpec) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     if s.defect == "wrong_axis":  # a per-row gate: valid ONNX, not an SE block
         s = replace(s, fc="conv", reshape="none", squeeze="reducemean_k1")
     if s.defect == "gate_broadcast_wrong":  # gate reshaped to N,1,1,C scales columns: valid, not SE
-        s = replace(s, hw=s.c, fc="gemm" if s.fc == "conv" else s.fc, reshape="flatten" if s.reshape == "none" else s.reshape)
+        c2 = max(s.c, 2)  # with one channel, N,1,1,C is still a per-channel scale
+        s = replace(s, c=c2, hw=c2, fc="gemm" if s.fc == "conv" else s.fc, reshape="flatten" if s.reshape == "none" else s.reshape)
     b = _B(s.seed)
     c, cr, hw = s.c, max(1, s.c // s.r), s.hw
     n = s.batch
@@ -237,17 +238,17 @@ def make_se_model(s: SESpec) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
         g = b.op("Transpose", [g], perm=[0, 3, 2, 1])
     outputs = []
     if s.defect == "gate_two_consumers":
-        outputs.append(helper.make_tensor_value_info(b.op("Identity", [g]), TensorProto.FLOAT, None))
+        outputs.append(_out(b.op("Identity", [g]), 4))
     if s.defect == "fc_output_used":
-        outputs.append(helper.make_tensor_value_info(side, TensorProto.FLOAT, None))
+        outputs.append(_out(side, 4 if s.fc == "conv" else 2))
     y = b.op("Mul", [x, g] if s.mul_order == "xg" else [g, x])
     if s.defect == "x_used_elsewhere":
-        outputs.append(helper.make_tensor_value_info(b.op("Relu", [x]), TensorProto.FLOAT, None))
+        outputs.append(_out(b.op("Relu", [x]), 4))
     if s.consumer == "add":
         y = b.op("Add", [y, "input"])
     elif s.consumer == "conv1x1":
         y = b.op("Conv", [y, b.const(b.w(c, c, 1, 1), "qw")], kernel_shape=[1, 1])
-    out = helper.make_tensor_value_info(y, TensorProto.FLOAT, None)
+    out = helper.make_tensor_value_info(y, TensorProto.FLOAT, [n, c, hw, hw])
     graph_inputs = [inp] + [e for e in extra_inputs if not isinstance(e, tuple)]
     feeds = {k: v for e in extra_inputs if isinstance(e, tuple) for k, v in [e]}
     graph = helper.make_graph(b.nodes, "se", graph_inputs, [out] + outputs, initializer=b.inits)
@@ -255,10 +256,15 @@ def make_se_model(s: SESpec) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     inferred = onnx.shape_inference.infer_shapes(model)
     known = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
     for o in model.graph.output:
-        if o.name in known:
+        if o.name in known and known[o.name].type.tensor_type.HasField("shape"):
             o.type.CopyFrom(known[o.name].type)
     onnx.checker.check_model(model)
     return model, feeds
+
+
+def _out(name: str, rank: int):
+    """A graph output of known rank; shape inference fills in the dims where it can."""
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, [f"{name}_d{i}" for i in range(rank)])
 
 
 def _fc2(b: _B, s: SESpec, a: str, cin: int, cout: int) -> str:
