@@ -1,0 +1,176 @@
+"""INT8 Q/DQ structure per target, SE-aware exclusions, --exclude, and FP16 conversion, on a tiny SE model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from se_deploy.calibration.dataset import CalibrationSet
+from se_deploy.calibration.fp16 import Fp16Config, convert_fp16
+from se_deploy.calibration.quantize import QuantConfig, qdq_facts, quantize_int8
+from se_deploy.engines.onnxruntime import run_onnx
+from se_deploy.errors import CalibrationError, UsageError
+from se_deploy.export.se_detect import find_se_blocks
+from se_deploy.numerics import compare_arrays
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((48, 3, 16, 16)).astype(np.float32)
+    calib = CalibrationSet(x[:32], "input", "npz", {"role": "calibration"})
+    held = CalibrationSet(x[32:], "input", "npz", {"role": "held-out evaluation"})
+    return calib, held
+
+
+def _excitation_nodes(model) -> set[str]:
+    return {n for b in find_se_blocks(model) for n in b.excitation_nodes}
+
+
+def _zero_points(model) -> list[np.ndarray]:
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return [inits[n.input[2]] for n in model.graph.node
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2 and n.input[2] in inits]
+
+
+@pytest.fixture(scope="module")
+def trt_int8(tiny_se_onnx, data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("q") / "tiny.trt.int8.onnx"
+    side = quantize_int8(tiny_se_onnx, out, data[0], QuantConfig(target="tensorrt"), eval_set=data[1])
+    return out, side
+
+
+def test_tensorrt_form_is_symmetric_s8_float_bias_both_add_inputs(trt_int8):
+    out, side = trt_int8
+    model = onnx.load(str(out))
+    zps = _zero_points(model)
+    assert zps and all(z.dtype == np.int8 and not z.any() for z in zps)
+    ops = [n.op_type for n in model.graph.node]
+    assert "DynamicQuantizeLinear" not in ops
+    producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name: i for i in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    for conv in convs:
+        if len(conv.input) > 2:  # bias: a float initializer, never an int32 DequantizeLinear
+            assert conv.input[2] in inits and inits[conv.input[2]].data_type == onnx.TensorProto.FLOAT
+    adds = [n for n in model.graph.node if n.op_type == "Add"]
+    assert len(adds) == 2
+    for add in adds:
+        assert all(producer[i].op_type == "DequantizeLinear" for i in add.input), add.name
+    # per-channel weights: the weight DequantizeLinear of a non-SE conv has one scale per output channel
+    se = set(side["structure"]["quantized_excitation_nodes"]) | {e["node"] for e in side["excluded_nodes"]}
+    conv = next(c for c in convs if c.name not in se and c.input[1] in producer)
+    wdq = producer[conv.input[1]]
+    assert numpy_helper.to_array(inits[wdq.input[1]]).shape == (16,)
+    assert side["structure"]["int32_bias_dequantize"] == 0 and side["structure"]["dynamic_quantize_linear"] == 0
+    onnx.checker.check_model(model)
+
+
+def test_se_excitation_stays_float_and_sidecar_records_it(tiny_se_onnx, trt_int8):
+    out, side = trt_int8
+    model = onnx.load(str(out))
+    exc = _excitation_nodes(onnx.load(str(tiny_se_onnx)))
+    assert len(exc) == 10, "SE detection must find both blocks (2 x squeeze, FC, act, FC, gate)"
+    producer = {o: n for n in model.graph.node for o in n.output}
+    nodes = {n.name: n for n in model.graph.node}
+    for name in exc:
+        node = nodes[name]
+        if node.op_type == "Conv":  # excitation FC weights stay float initializers
+            assert node.input[1] not in producer, f"{name} has quantized weights"
+        if node.op_type in ("Sigmoid", "Relu"):
+            assert producer[node.input[0]].op_type != "DequantizeLinear"
+    reasons = {e["node"]: e["reason"] for e in json.loads(out.with_name(out.name + ".json").read_text())["excluded_nodes"]}
+    assert {reasons[n] for n in exc} == {"se-excitation"}
+    assert side["se_blocks"] == 2 and side["status"] == "accepted" and side["target"] == "tensorrt"
+    assert side["structure"]["quantized_excitation_nodes"] == []
+    acc = side["accuracy"]["candidates"]["int8"]
+    assert acc["cosine"] > 0.999 and acc["sqnr_db"] > 25
+    assert side["calibration"]["samples"] == 32 and side["accuracy"]["samples"] == 16
+
+
+def test_quantize_all_puts_the_excitation_in_int8(tiny_se_onnx, data, tmp_path):
+    out = tmp_path / "all.onnx"
+    side = quantize_int8(tiny_se_onnx, out, data[0], QuantConfig(target="tensorrt", se_aware=False))
+    facts = qdq_facts(onnx.load(str(out)), tuple(_excitation_nodes(onnx.load(str(tiny_se_onnx)))))
+    fc_convs = [n for n in facts["quantized_excitation_nodes"] if "fc" in n]
+    assert len(fc_convs) == 4  # both FCs of both blocks now read quantized weights
+    assert side["se_aware"] is False and side["excluded_nodes"] == []
+
+
+def test_cpu_form_is_u8_activations_s8_per_channel_weights(tiny_se_onnx, data, tmp_path):
+    out = tmp_path / "cpu.onnx"
+    side = quantize_int8(tiny_se_onnx, out, data[0], QuantConfig(target="cpu"), eval_set=data[1])
+    model = onnx.load(str(out))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    q_zps = {inits[n.input[2]].dtype for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    assert q_zps == {np.dtype(np.uint8)}
+    weights = [v for v in inits.values() if v.dtype == np.int8 and v.ndim == 4]
+    assert weights, "conv weights are stored as int8"
+    assert side["structure"]["quantized_excitation_nodes"] == []
+    ref = run_onnx(str(tiny_se_onnx), {"input": data[1].arrays})["logits"]
+    got = run_onnx(str(out), {"input": data[1].arrays})["logits"]
+    assert compare_arrays(ref, got).cosine > 0.999
+
+
+def test_exclude_by_op_type_and_node_name(tiny_se_onnx, data, tmp_path):
+    out = tmp_path / "ex.onnx"
+    side = quantize_int8(tiny_se_onnx, out, data[0], QuantConfig(target="tensorrt", exclude=("Gemm",)))
+    gemm = [e for e in side["excluded_nodes"] if e["reason"] == "user:Gemm"]
+    assert len(gemm) == 1
+    model = onnx.load(str(out))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    node = next(n for n in model.graph.node if n.op_type == "Gemm")
+    assert all(i not in producer or producer[i].op_type != "DequantizeLinear" for i in node.input)
+    with pytest.raises(UsageError, match="--exclude 'NoSuchLayer' matches no node"):
+        quantize_int8(tiny_se_onnx, tmp_path / "bad.onnx", data[0], QuantConfig(exclude=("NoSuchLayer",)))
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_small_calibration_warns_and_wrong_input_name_fails(tiny_se_onnx, data, tmp_path):
+    side = quantize_int8(tiny_se_onnx, tmp_path / "w.onnx", data[0], QuantConfig())
+    assert any("only 32 calibration samples (< 100)" in w for w in side["warnings"])
+    wrong = CalibrationSet(data[0].arrays, "images", "npz", {})
+    with pytest.raises(CalibrationError, match="keyed 'images' but the model input is 'input'"):
+        quantize_int8(tiny_se_onnx, tmp_path / "x.onnx", wrong, QuantConfig())
+    assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("kw, msg", [({"target": "gpu"}, "unknown INT8 target"), ({"method": "kl"}, "method"),
+                                     ({"percentile": 50.0}, "percentile"), ({"max_drop": -1.0}, "max drop"),
+                                     ({"target": "tensorrt", "per_channel": False}, "per-channel")])
+def test_quant_config_validation(kw, msg):
+    with pytest.raises(UsageError, match=msg):
+        QuantConfig(**kw)
+
+
+def test_fp16_keeps_float32_io_and_matches_fp32(tiny_se_onnx, data, tmp_path):
+    out = tmp_path / "h.onnx"
+    side = convert_fp16(tiny_se_onnx, out, Fp16Config(), eval_set=data[1])
+    model = onnx.load(str(out))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    fp16_inits = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert len(fp16_inits) >= 8 and side["cast_nodes"] >= 2
+    ref = run_onnx(str(tiny_se_onnx), {"input": data[1].arrays})["logits"]
+    got = run_onnx(str(out), {"input": data[1].arrays})["logits"]
+    c = compare_arrays(ref, got)
+    assert c.cosine > 0.9999 and c.top1_agreement == 1.0
+    assert side["numerics"]["cosine"] == pytest.approx(c.cosine, abs=1e-6)
+
+
+def test_fp16_io_and_keep_se_float(tiny_se_onnx, tmp_path):
+    out = tmp_path / "h16.onnx"
+    side = convert_fp16(tiny_se_onnx, out, Fp16Config(keep_io_types=False, keep_se_float=True))
+    model = onnx.load(str(out))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert len(side["se_nodes_kept_float"]) == 10
+    inits = {i.name: i for i in model.graph.initializer}
+    fc = next(n for n in model.graph.node if n.name in side["se_nodes_kept_float"] and n.op_type == "Conv")
+    assert inits[fc.input[1]].data_type == onnx.TensorProto.FLOAT
+    x = np.random.default_rng(1).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    got = run_onnx(str(out), {"input": x.astype(np.float16)})["logits"]
+    assert got.dtype == np.float16

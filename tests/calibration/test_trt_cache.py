@@ -1,0 +1,80 @@
+"""TensorRT calibration cache: the text format, and ranges whose names match the ONNX."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import onnx
+import pytest
+
+from se_deploy.calibration import trt_cache as tc
+from se_deploy.calibration.dataset import CalibrationSet
+from se_deploy.errors import InputError, UsageError
+
+
+def test_format_header_and_big_endian_hex_of_amax_over_127(tmp_path):
+    p = tc.write_calibration_cache(tmp_path / "m.cache", {"input": 127.0, "/conv/Conv_output_0": 2.54, "zero": 0.0},
+                                   trt_version="10.3.0")
+    lines = p.read_text().splitlines()
+    assert lines[0] == "TRT-100300-EntropyCalibration2"
+    assert lines[1] == "input: 3f800000"  # 127 / 127 = 1.0f
+    # 2.54 / 127 = 0.02 as float32, big-endian bytes
+    assert lines[2] == "/conv/Conv_output_0: " + struct.pack(">f", np.float32(2.54 / 127)).hex()
+    assert lines[2].endswith("3ca3d70a")
+    assert lines[3] == "zero: 00000000"
+    header, scales = tc.read_calibration_cache(p)
+    assert header == "TRT-100300-EntropyCalibration2"
+    assert scales["input"] == 1.0 and scales["/conv/Conv_output_0"] == pytest.approx(0.02, rel=1e-6)
+    assert list(scales) == ["input", "/conv/Conv_output_0", "zero"]
+
+
+def test_scale_values_minmax_header_and_trt8_version(tmp_path):
+    p = tc.write_calibration_cache(tmp_path / "m.cache", {"t:with:colons": 0.5}, algorithm="MinMaxCalibration",
+                                   trt_version="8.6.1", values="scale")
+    assert p.read_text() == "TRT-8601-MinMaxCalibration\nt:with:colons: 3f000000\n"
+    assert tc.read_calibration_cache(p)[1] == {"t:with:colons": 0.5}
+    assert tc.parse_header("TRT-8601-MinMaxCalibration") == ("8601", "MinMaxCalibration")
+
+
+@pytest.mark.parametrize("version, digits", [("10.3.0", "100300"), ("10.13", "101300"), ("8.5.2", "8502"),
+                                             ("100300", "100300")])
+def test_version_digits(version, digits):
+    assert tc.trt_version_digits(version) == digits
+
+
+@pytest.mark.parametrize("text, msg", [("", "first line"), ("TRT-1003-Entropy Calibration2\n", "first line"),
+                                       ("TRT-100300-EntropyCalibration2\ninput 3f800000\n", ":2: expected"),
+                                       ("TRT-100300-EntropyCalibration2\ninput: 3f8000\n", ":2: expected")])
+def test_malformed_cache_is_one_line_error(tmp_path, text, msg):
+    p = tmp_path / "bad.cache"
+    p.write_text(text)
+    with pytest.raises(InputError, match=msg):
+        tc.read_calibration_cache(p)
+
+
+def test_write_refuses_bad_values(tmp_path):
+    with pytest.raises(Exception, match="invalid range"):
+        tc.write_calibration_cache(tmp_path / "x.cache", {"a": float("nan")})
+    with pytest.raises(UsageError, match="algorithm"):
+        tc.write_calibration_cache(tmp_path / "x.cache", {"a": 1.0}, algorithm="Best")
+    assert not (tmp_path / "x.cache").exists()
+
+
+def test_collect_amax_names_match_the_onnx_and_minmax_is_exact(tiny_se_onnx, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 3, 16, 16)).astype(np.float32)
+    calib = CalibrationSet(x, "input", "npz", {})
+    amax = tc.collect_amax(tiny_se_onnx, calib, method="minmax")
+    model = onnx.load(str(tiny_se_onnx))
+    tensors = {o for n in model.graph.node for o in n.output} | {"input"}
+    assert "input" in amax and set(amax) <= tensors
+    assert "logits" in amax and len(amax) >= 20
+    assert amax["input"] == pytest.approx(float(np.abs(x).max()), rel=1e-6)
+    entropy = tc.collect_amax(tiny_se_onnx, calib, method="entropy")
+    assert set(entropy) == set(amax)
+    assert all(entropy[k] <= amax[k] * 1.0001 for k in amax)  # entropy clips, never widens
+    path = tc.write_calibration_cache(tmp_path / "tiny.cache", entropy)
+    _, scales = tc.read_calibration_cache(path)
+    for k, v in entropy.items():
+        assert scales[k] == pytest.approx(np.float32(v / 127.0), rel=1e-6)
