@@ -254,3 +254,49 @@ def test_fuse_default_on_zoo_exports(zoo_dir, name, exporter):
     assert find_se_blocks(ablated) == []
     assert _ops(ablated)["Sigmoid"] == 0
     assert "summary" in report
+
+
+def _stacked_se_model(c=8, cr=2, hw=4):
+    """input -> SE1 (Gemm spelling) -> SE2 (Gemm spelling) -> output: the second block scales the first's output."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    nodes, inits = [], []
+
+    def w(name, *shape):
+        inits.append(numpy_helper.from_array((rng.standard_normal(shape) * 0.5).astype(np.float32), name))
+        return name
+
+    inits.append(numpy_helper.from_array(np.array([-1, c, 1, 1], np.int64), "shape4"))
+    x = "input"
+    for k in (1, 2):
+        p = f"se{k}_"
+        nodes += [
+            helper.make_node("GlobalAveragePool", [x], [p + "gap"], name=p + "gap"),
+            helper.make_node("Flatten", [p + "gap"], [p + "flat"], name=p + "flat"),
+            helper.make_node("Gemm", [p + "flat", w(p + "w1", cr, c), w(p + "b1", cr)], [p + "h"], transB=1, name=p + "fc1"),
+            helper.make_node("Relu", [p + "h"], [p + "a"], name=p + "act"),
+            helper.make_node("Gemm", [p + "a", w(p + "w2", c, cr), w(p + "b2", c)], [p + "z"], transB=1, name=p + "fc2"),
+            helper.make_node("Sigmoid", [p + "z"], [p + "g"], name=p + "gate"),
+            helper.make_node("Reshape", [p + "g", "shape4"], [p + "g4"], name=p + "reshape"),
+            helper.make_node("Mul", [x, p + "g4"], [p + "y"], name=p + "scale"),
+        ]
+        x = p + "y"
+    g = helper.make_graph(nodes, "stacked", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, c, hw, hw])],
+                          [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, c, hw, hw])], initializer=inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.parametrize("names", [["canonicalize"], ["canonicalize", "hoist-squeeze"], ["ablate-se"]])
+def test_back_to_back_blocks(names):
+    model = _stacked_se_model()
+    assert len(find_se_blocks(model)) == 2
+    out, report = P.run_passes(model, names, verify=False)
+    onnx.checker.check_model(out, full_check=True)
+    assert report["passes"][0]["changed"] == 2
+    x = {"input": np.random.default_rng(0).standard_normal((1, 8, 4, 4)).astype(np.float32)}
+    if names == ["ablate-se"]:
+        assert find_se_blocks(out) == [] and np.allclose(_outputs(out, x)[0], x["input"])
+    else:
+        assert len(find_se_blocks(out)) == 2
+        assert _rel_err(_outputs(model, x)[0], _outputs(out, x)[0]) <= 1e-5

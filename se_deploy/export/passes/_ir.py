@@ -7,6 +7,32 @@ import numpy as np
 from se_deploy.export.se_detect import Match
 
 
+def each_match(model, skip=lambda m: None, skipped: dict | None = None):
+    """Yield SE matches one at a time, detecting again after each rewrite.
+
+    A rewrite replaces the block's output value, so a match found before it (for example
+    the next block in a back-to-back pair, whose input is that output) would hold stale
+    handles. ``skip(m)`` returns a reason to leave ``m`` alone, or None to yield it;
+    skipped blocks are collected in the returned dict of scale node -> reason.
+    """
+    from se_deploy.export.se_detect import find_matches
+
+    seen: set[str] = set()
+    skipped = {} if skipped is None else skipped
+    while True:
+        matches, _ = find_matches(model)
+        todo = [m for m in matches if m.block.scale_node not in seen]
+        if not todo:
+            return
+        m = todo[0]
+        seen.add(m.block.scale_node)
+        reason = skip(m)
+        if reason:
+            skipped[m.block.scale_node] = reason
+            continue
+        yield m
+
+
 def add_initializer(graph, base: str, array: np.ndarray):
     import onnx_ir as ir
 
@@ -29,24 +55,30 @@ def base_name(m: Match) -> str:
     return (m.scale.name or "se").replace("/", "_").strip("_") or "se"
 
 
-def replace_output(graph, old, new) -> None:
-    """Make every use of ``old`` (a node output) use ``new``, keeping ``old``'s name."""
-    name = old.name
-    is_output = old in graph.outputs
-    if is_output and (new.is_graph_input() or new in graph.outputs or new.is_initializer()):
-        # the graph output must stay a distinct, named value: route it through an Identity
-        import onnx_ir as ir
+def replace_output(graph, old, new, *, fresh: bool) -> None:
+    """Make every use of ``old`` (a node output) use ``new``.
 
+    ``fresh``: ``new`` was just created by the pass, so it takes over ``old``'s name and
+    tensor names downstream stay stable. An existing value (the SE input, when a block is
+    removed) keeps its own name; if ``old`` was a graph output, an Identity keeps the
+    output's name.
+    """
+    import onnx_ir as ir
+
+    name = old.name
+    if old in graph.outputs and not fresh:
         ident = ir.node("Identity", [new])
-        graph.insert_after(new.producer(), ident) if new.producer() is not None else graph.insert_before(
-            next(iter(graph)), ident)
-        new = ident.outputs[0]
+        if new.producer() is not None:
+            graph.insert_after(new.producer(), ident)
+        else:
+            graph.insert_before(next(iter(graph)), ident)
+        new, fresh = ident.outputs[0], True
     if new.type is None and old.type is not None:
         new.type = old.type
     if new.shape is None and old.shape is not None:
         new.shape = old.shape
     old.replace_all_uses_with(new, replace_graph_outputs=True)
-    if name:
+    if fresh and name:
         old.name = None
         new.name = name
 

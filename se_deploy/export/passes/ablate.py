@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from se_deploy.export.passes import _ir
 from se_deploy.export.passes._registry import PassContext, register_pass
-from se_deploy.export.se_detect import find_matches
 
 
 @register_pass("ablate-se", exact=False, summary="remove every SE block (scale by 1): the plain twin for SE-tax benchmarks")
 def ablate(model, ctx: PassContext) -> dict:
-    matches, _ = find_matches(model)
-    for m in matches:
-        _ir.replace_output(model.graph, m.scale.outputs[0], m.x)
+    removed = []
+    for m in _ir.each_match(model):
+        _ir.replace_output(model.graph, m.scale.outputs[0], m.x, fresh=False)
         _ir.remove_block(model.graph, m)
+        removed.append(m.block.scale_node)
     _ir.cleanup(model)
-    return {"changed": len(matches), "blocks": [m.block.scale_node for m in matches]}
+    return {"changed": len(removed), "blocks": removed}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from se_deploy.export.passes import _ir
 from se_deploy.export.passes._registry import PassContext, register_pass
-from se_deploy.export.se_detect import Match, find_matches
+from se_deploy.export.se_detect import Match
 
 
 def build_canonical(graph, model, m: Match, squeeze_value=None) -> tuple[list, object]:
@@ -42,7 +42,7 @@ def replace_block(model, m: Match, nodes: list, new_out) -> None:
     graph.insert_before(m.scale, nodes)
     old_name = m.scale.name
     m.scale.name = (old_name or "se") + "__replaced"
-    _ir.replace_output(graph, m.scale.outputs[0], new_out)
+    _ir.replace_output(graph, m.scale.outputs[0], new_out, fresh=True)
     _ir.remove_block(graph, m)
     new_out.producer().name = old_name or new_out.producer().name
 
@@ -50,14 +50,10 @@ def replace_block(model, m: Match, nodes: list, new_out) -> None:
 @register_pass("canonicalize", exact=True,
                summary="rewrite every SE block as GlobalAveragePool -> Conv1x1 -> act -> Conv1x1 -> gate -> Mul")
 def canonicalize(model, ctx: PassContext) -> dict:
-    matches, _ = find_matches(model)
-    changed, already = [], 0
-    for m in matches:
-        if _ir.is_canonical(m):
-            already += 1
-            continue
+    changed, skipped = [], {}
+    for m in _ir.each_match(model, lambda m: "already canonical" if _ir.is_canonical(m) else None, skipped):
         nodes, out = build_canonical(model.graph, model, m)
         replace_block(model, m, nodes, out)
         changed.append(m.block.scale_node)
     _ir.cleanup(model)
-    return {"changed": len(changed), "already_canonical": already, "blocks": changed}
+    return {"changed": len(changed), "already_canonical": len(skipped), "blocks": changed}

@@ -21,14 +21,14 @@ from se_deploy.export.se_detect import _const, find_matches
 
 
 def gate_statistics(model, matches, feeds) -> dict[str, np.ndarray]:
-    """Gate values per block over all calibration samples: name -> array (samples, C)."""
+    """Gate values per block over all calibration samples: scale node name -> array (samples, C)."""
     import onnx
     import onnx_ir as ir
 
     from se_deploy.engines.onnxruntime import OrtConfig, OrtRunner
 
     proto = ir.to_proto(model)
-    names = [m.gate_value.name for m in matches]
+    names = [m.gate_value.name for m in matches]  # scale node -> gate values, below
     existing = {o.name for o in proto.graph.output}
     for n in names:
         if n not in existing:
@@ -40,7 +40,7 @@ def gate_statistics(model, matches, feeds) -> dict[str, np.ndarray]:
             for n in names:
                 g = np.asarray(out[n])
                 per[n].append(g.reshape(g.shape[0], -1))
-    return {n: np.concatenate(v, axis=0) for n, v in per.items()}
+    return {m.block.scale_node: np.concatenate(per[m.gate_value.name], axis=0) for m in matches}
 
 
 def _only_feeds_block(m) -> bool:
@@ -82,13 +82,13 @@ def fold_block(model, m, s: np.ndarray) -> str:
 
     into = _fold_into_producer(model, m, s)
     if into is not None:
-        _ir.replace_output(model.graph, m.scale.outputs[0], m.x)
+        _ir.replace_output(model.graph, m.scale.outputs[0], m.x, fresh=False)
         _ir.remove_block(model.graph, m)
         return into
     const = _ir.add_initializer(model.graph, f"{_ir.base_name(m)}.folded_gate", s.reshape(1, -1, 1, 1))
     mul = ir.node("Mul", [m.x, const], name=f"{_ir.base_name(m)}/folded_scale")
     model.graph.insert_before(m.scale, mul)
-    _ir.replace_output(model.graph, m.scale.outputs[0], mul.outputs[0])
+    _ir.replace_output(model.graph, m.scale.outputs[0], mul.outputs[0], fresh=True)
     _ir.remove_block(model.graph, m)
     return "constant Mul"
 
@@ -104,8 +104,8 @@ def fold_gates(model, ctx: PassContext) -> dict:
         return {"changed": 0, "blocks": [], "threshold": thr}
     stats = gate_statistics(model, matches, ctx.calib_feeds)
     blocks, changed = [], 0
-    for m in matches:
-        g = stats[m.gate_value.name]
+    for m in _ir.each_match(model):
+        g = stats[m.block.scale_node]
         std = g.std(axis=0)
         entry = {"scale_node": m.block.scale_node, "channels": int(g.shape[1]), "samples": int(g.shape[0]),
                  "gate_std_max": float(std.max()), "gate_std_mean": float(std.mean()),

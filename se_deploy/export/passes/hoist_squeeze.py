@@ -12,7 +12,7 @@ from __future__ import annotations
 from se_deploy.export.passes import _ir
 from se_deploy.export.passes._registry import PassContext, register_pass
 from se_deploy.export.passes.canonicalize import build_canonical, replace_block
-from se_deploy.export.se_detect import _attr, _const, find_matches
+from se_deploy.export.se_detect import _attr, _const
 
 
 def hoistable(m) -> tuple[list, object] | str:
@@ -46,17 +46,15 @@ def hoistable(m) -> tuple[list, object] | str:
 def hoist_squeeze(model, ctx: PassContext) -> dict:
     import onnx_ir as ir
 
-    matches, _ = find_matches(model)
-    changed, skipped = [], {}
-    for m in matches:
+    def skip(m):
         if m.squeeze_kind.endswith("(hoisted)"):
-            skipped[m.block.scale_node] = "already hoisted"
-            continue
+            return "already hoisted"
         h = hoistable(m)
-        if isinstance(h, str):
-            skipped[m.block.scale_node] = h
-            continue
-        chain, u = h
+        return h if isinstance(h, str) else None
+
+    changed, skipped = [], {}
+    for m in _ir.each_match(model, skip, skipped):
+        chain, u = hoistable(m)
         base = _ir.base_name(m)
         gap = ir.node("GlobalAveragePool", [u], name=f"{base}/squeeze_hoisted")
         nodes = [gap]
