@@ -248,24 +248,6 @@ def qdq_facts(model, excitation_nodes: tuple[str, ...] = ()) -> dict[str, Any]:
     }
 
 
-class _Reader:
-    """onnxruntime CalibrationDataReader over a CalibrationSet (the protocol is get_next/rewind)."""
-
-    def __init__(self, calib: CalibrationSet, input_name: str, batch_size: int) -> None:
-        self._calib, self._name, self._bs = calib, input_name, batch_size
-        self.rewind()
-
-    def rewind(self) -> None:
-        self._it = iter(self._calib.batches(self._bs, drop_last=True))
-
-    def get_next(self):
-        batch = next(self._it, None)
-        return None if batch is None else {self._name: batch[self._calib.input_name]}
-
-    def __len__(self) -> int:
-        return len(self._calib) // self._bs
-
-
 def calibration_batch(input_shape: tuple, requested: int, n_samples: int) -> int:
     """The batch the calibrator feeds: the model's static batch, else the requested one capped by the data."""
     b = input_shape[0] if input_shape else None
@@ -318,6 +300,9 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
     marked ``"status": "rejected"``, and QuantizationError is raised.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    from se_deploy.calibration.ranges import collect_ranges
 
     from se_deploy.calibration.accuracy import evaluate
     from se_deploy.onnx_io import load_onnx, save_onnx
@@ -365,8 +350,6 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
             "ActivationSymmetric": spec.activation_symmetric,
             "WeightSymmetric": True,
             "QuantizeBias": spec.quantize_bias,
-            "CalibPercentile": config.percentile,
-            "CalibTensorRangeSymmetric": spec.activation_symmetric,
         }
         op_types = list(spec.op_types) if spec.op_types is not None else None
         if op_types is not None and not config.se_aware and "Mul" not in op_types and scale_nodes:
@@ -382,10 +365,13 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
                     excluded.setdefault(n.name, "non-se-mul")
 
         out_tmp = work / "int8.onnx"
+        ranges = collect_ranges(pre_path, calib, input_name=input_name, batch_size=batch, method=config.method,
+                                percentile=config.percentile, symmetric=spec.activation_symmetric)
+        save_tensors_data(ranges, work / "ranges.json")
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints calibration progress
                 quantize_static(
-                    str(pre_path), str(out_tmp), _Reader(calib, input_name, batch),
+                    str(pre_path), str(out_tmp), None, calibration_cache_path=str(work / "ranges.json"),
                     quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=op_types,
                     per_channel=config.per_channel,

@@ -23,12 +23,9 @@ ranges (the method is recorded in the sidecar).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import re
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -136,36 +133,16 @@ def collect_amax(onnx_path: str | Path, calib, *, method: str = "entropy", perce
     match the network's tensors. ``method``: minmax, entropy (TensorRT's EntropyCalibration2
     idea: the KL-optimal clip) or percentile.
     """
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
-
-    from se_deploy.calibration.quantize import _Reader, calibration_batch, model_input
+    from se_deploy.calibration.quantize import calibration_batch, model_input
+    from se_deploy.calibration.ranges import collect_ranges
     from se_deploy.onnx_io import load_onnx
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
-    if method not in methods:
-        raise UsageError(f"unknown calibration method {method!r}; choose one of {list(methods)}")
     model = load_onnx(onnx_path)
     name, shape = model_input(model)
     if calib.input_name != name:
         raise CalibrationError(f"calibration data is keyed {calib.input_name!r} but the model input is {name!r}")
-    batch = calibration_batch(shape, batch_size, len(calib))
-    extra = {"symmetric": True}
-    if method == "percentile":
-        extra["percentile"] = percentile
-    with tempfile.TemporaryDirectory(prefix="se_deploy_cache_") as tmp:
-        try:
-            calibrator = create_calibrator(Path(onnx_path), None,
-                                           augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                                           calibrate_method=methods[method], extra_options=extra)
-            with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints progress to stdout
-                calibrator.collect_data(_Reader(calib, name, batch))
-                ranges = calibrator.compute_data()
-        except (CalibrationError, UsageError):
-            raise
-        except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CalibrationError(f"collecting tensor ranges failed: {first}") from None
+    ranges = collect_ranges(onnx_path, calib, input_name=name, batch_size=calibration_batch(shape, batch_size, len(calib)),
+                            method=method, percentile=percentile, symmetric=True)
     amax: dict[str, float] = {}
     for tensor, rng in ranges.data.items():
         lo, hi = (float(np.max(np.abs(v))) for v in rng.range_value)
