@@ -86,7 +86,7 @@ class Match:
     scale: Any  # ir.Node (Mul)
     x: Any  # ir.Value scaled by the gate
     gate_value: Any  # ir.Value: the Mul operand carrying the gate
-    squeeze: Any  # ir.Node
+    squeeze: Any  # ir.Node, or None when a 1x1 map needs no pooling
     squeeze_kind: str
     fc1: FC
     fc2: FC
@@ -440,7 +440,14 @@ def _match_order(mul, x, g) -> Match:
     fc1 = _parse_fc(h, 4)
     nodes.extend(fc1.nodes)
     s = _skip_shape_ops(fc1.input, shape_ops)
-    sx, squeeze, squeeze_kind = _parse_squeeze(s, nodes, 5)
+    if s is x:
+        # On a 1x1 map the mean is the identity and simplifiers drop it: still an SE block.
+        xs = _shape(x)
+        if xs is None or len(xs) != 4 or xs[2:] != [1, 1]:
+            raise NoMatch(f"the excitation reads {x.name} without pooling it, and its map is not known to be 1x1", 5)
+        sx, squeeze, squeeze_kind = x, None, "none (1x1 map)"
+    else:
+        sx, squeeze, squeeze_kind = _parse_squeeze(s, nodes, 5)
     if sx is not x:
         raise NoMatch(f"the squeeze reads {sx.name}, but the Mul scales {x.name}", 6)
     c, cr = fc1.weight.shape[1], fc1.weight.shape[0]
@@ -474,7 +481,8 @@ def _block_of(m: Match) -> SEBlock:
     order = {id(n): i for i, n in enumerate(m.scale.graph)} if m.scale.graph is not None else {}
     exc = sorted(m.nodes, key=lambda n: order.get(id(n), 0))
     prod = m.x.producer()
-    shared = [u for u in m.x.consumers() if u is not m.scale and u is not m.squeeze]
+    inside = set(m.nodes) | {m.scale}
+    shared = [u for u in m.x.consumers() if u not in inside]
     act_kind, act_params = m.act
     act = act_kind if act_kind not in ("clip",) else f"clip({act_params['min']},{act_params['max']})"
     return SEBlock(

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-SQUEEZES = ("gap", "reducemean_k1", "reducemean_k0", "avgpool")
+SQUEEZES = ("gap", "reducemean_k1", "reducemean_k0", "avgpool", "none")  # none: 1x1 map, mean elided
 FCS = ("conv", "gemm", "gemm_tb0", "matmul", "matmul_add")
 ACTS = ("relu", "relu6", "silu", "hardswish", "hardswish_mul", "leakyrelu")
 GATES = ("sigmoid", "hardsigmoid", "hs_div", "hs_mul")
@@ -52,7 +52,7 @@ def all_variant_specs() -> list[SESpec]:
     """One spec per value of each option (the rest default), valid combinations only."""
     out = []
     for sq in SQUEEZES:
-        out.append(SESpec(squeeze=sq, fc="gemm", reshape="flatten"))
+        out.append(SESpec(squeeze=sq, fc="gemm", reshape="flatten", hw=1 if sq == "none" else 5))
     for fc in FCS:
         out.append(SESpec(fc=fc, reshape="none" if fc == "conv" else "flatten"))
     for act, gate in itertools.product(ACTS, GATES):
@@ -67,6 +67,8 @@ def all_variant_specs() -> list[SESpec]:
 
 
 def valid(s: SESpec) -> bool:
+    if s.squeeze == "none" and (s.hw != 1 or s.defect in ("wrong_axis", "squeeze_other_tensor", "gate_broadcast_wrong")):
+        return False
     if s.fc == "conv" and s.reshape != "none":
         return s.reshape in ("reshape_const", "reshape_dynamic") and s.squeeze != "reducemean_k0"
     if s.fc != "conv" and s.reshape == "none" and s.squeeze != "reducemean_k0":
@@ -171,8 +173,10 @@ def make_se_model(s: SESpec) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
             sq = b.op("ReduceMean", [sq_in, b.const(np.array(axes, np.int64), "axes")], keepdims=kd)
         else:
             sq = b.op("ReduceMean", [sq_in], axes=axes, keepdims=kd)
-    else:
+    elif s.squeeze == "avgpool":
         sq = b.op("AveragePool", [sq_in], kernel_shape=[hw, hw])
+    else:
+        sq = sq_in
     # flatten to [N, C] for FC layers that need it
     flat = sq
     if s.reshape == "flatten":

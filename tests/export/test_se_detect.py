@@ -28,7 +28,8 @@ def test_every_spelling_is_found_once(spec):
     assert b.gate == expected_gate
     expected_act = {"hardswish_mul": "hardswish"}.get(spec.act, spec.act)
     assert b.activation == expected_act
-    expected_squeeze = {"gap": "GlobalAveragePool", "avgpool": "AveragePool"}.get(spec.squeeze, "ReduceMean")
+    expected_squeeze = {"gap": "GlobalAveragePool", "avgpool": "AveragePool",
+                        "none": "none (1x1 map)"}.get(spec.squeeze, "ReduceMean")
     assert b.squeeze == expected_squeeze
     assert b.excitation == {"gemm_tb0": "gemm", "matmul_add": "matmul"}.get(spec.fc, spec.fc)
     # the scale Mul is part of the block but not of the excitation path kept in float
@@ -39,7 +40,8 @@ def test_every_spelling_is_found_once(spec):
     ops = {n.name: n.op_type for n in model.graph.node}
     assert ops[b.scale_node] == "Mul"
     # every node of the block is listed: the squeeze and both FC layers are in it
-    assert any(ops[n] in ("GlobalAveragePool", "ReduceMean", "AveragePool") for n in b.excitation_nodes)
+    assert any(ops[n] in ("GlobalAveragePool", "ReduceMean", "AveragePool") for n in b.excitation_nodes) or (
+        spec.squeeze == "none")
     assert sum(ops[n] in ("Gemm", "MatMul", "Conv") for n in b.excitation_nodes) == 2
     assert b.input == next(n for n in model.graph.node if n.name == b.scale_node).input[0 if spec.mul_order == "xg" else 1]
     json.dumps(b.to_dict())  # serialisable for `inspect --json`

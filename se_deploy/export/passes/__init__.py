@@ -15,8 +15,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from se_deploy.errors import GraphPassError, UsageError
-from se_deploy.export.passes import _registry
+from se_deploy.errors import CalibrationError, GraphPassError, UsageError
 from se_deploy.export.passes._registry import (GraphPass, PassContext, PassOptions, get_pass, list_passes,
                                                parse_pass_list, register_pass)
 
@@ -143,13 +142,9 @@ def run_passes(model, names: Sequence[str], *, verify: bool = True, options: Pas
             details = p.fn(irm, ctx)
             candidate = ir.to_proto(irm)
             onnx.checker.check_model(candidate)
-        except (UsageError,) as e:
+        except (UsageError, CalibrationError):
             raise
-        except Exception as e:
-            from se_deploy.errors import CalibrationError
-
-            if isinstance(e, CalibrationError):
-                raise
+        except Exception as e:  # a pass that crashes is rolled back, like one that fails its proof
             entry.update(status="rolled_back", changed=0,
                          reason=f"the pass failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             entry["seconds"] = round(time.perf_counter() - t0, 3)
@@ -190,7 +185,8 @@ def run_passes(model, names: Sequence[str], *, verify: bool = True, options: Pas
     report["nodes_after"] = len(current.graph.node)
     if verify and current is not model and original_outs is not None and not any(
             e["name"] == "ablate-se" and e["status"] == "applied" for e in report["passes"]):
-        report["final_vs_original"] = {k: v for k, v in _compare(original_outs, _run(current, feeds),
+        # ref_outs already holds the outputs of the last kept model
+        report["final_vs_original"] = {k: v for k, v in _compare(original_outs, ref_outs,
                                                                 [lbl for lbl, _ in feeds]).items() if k != "per_input"}
     return current, report
 
