@@ -20,6 +20,10 @@ from se_deploy.errors import CalibrationError, UsageError
 
 HISTOGRAM_BINS = 2048
 QUANTIZED_BINS = 128
+# Batches per collect_data call. onnxruntime keeps every activation of a call in memory
+# (its max_intermediate_outputs option drops data instead of merging it), so the data is
+# fed in chunks: each call folds its chunk into the running ranges or histograms.
+CHUNK_BATCHES = 8
 METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -32,13 +36,34 @@ class _Reader:
 
     def rewind(self) -> None:
         self._it = iter(self._calib.batches(self._bs, drop_last=True))
-
-    def get_next(self):
-        batch = next(self._it, None)
-        return None if batch is None else {self._name: batch[self._calib.input_name]}
+        self._peek = None
 
     def __len__(self) -> int:
         return len(self._calib) // self._bs
+
+    def more(self) -> bool:
+        if self._peek is None:
+            self._peek = next(self._it, None)
+        return self._peek is not None
+
+    def get_next(self):
+        if not self.more():
+            return None
+        batch, self._peek = self._peek, None
+        return {self._name: batch[self._calib.input_name]}
+
+
+class _Chunk:
+    """At most ``limit`` batches of a reader, for one collect_data call."""
+
+    def __init__(self, reader: _Reader, limit: int) -> None:
+        self._reader, self._left = reader, limit
+
+    def get_next(self):
+        if self._left <= 0:
+            return None
+        self._left -= 1
+        return self._reader.get_next()
 
 
 def collect_ranges(onnx_path: str | Path, calib: CalibrationSet, *, input_name: str, batch_size: int,
@@ -59,8 +84,10 @@ def collect_ranges(onnx_path: str | Path, calib: CalibrationSet, *, input_name: 
         try:
             calibrator = create_calibrator(Path(onnx_path), None, augmented_model_path=str(Path(tmp) / "aug.onnx"),
                                            calibrate_method=methods[method], extra_options=extra)
+            reader = _Reader(calib, input_name, batch_size)
             with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints progress to stdout
-                calibrator.collect_data(_Reader(calib, input_name, batch_size))
+                while reader.more():
+                    calibrator.collect_data(_Chunk(reader, CHUNK_BATCHES))
                 ranges = calibrator.compute_data()
         except (CalibrationError, UsageError):
             raise

@@ -174,3 +174,20 @@ def test_fp16_io_and_keep_se_float(tiny_se_onnx, tmp_path):
     x = np.random.default_rng(1).standard_normal((2, 3, 16, 16)).astype(np.float32)
     got = run_onnx(str(out), {"input": x.astype(np.float16)})["logits"]
     assert got.dtype == np.float16
+
+
+def test_entropy_and_percentile_calibration_differ_from_minmax(tiny_se_onnx, data, tmp_path):
+    """onnxruntime's entropy default (128 bins for 128 levels) equals minmax; ours must search thresholds."""
+
+    def act_scales(method: str) -> np.ndarray:
+        out = tmp_path / f"{method}.onnx"
+        side = quantize_int8(tiny_se_onnx, out, data[0], QuantConfig(target="tensorrt", method=method))
+        assert side["method"] == method
+        model = onnx.load(str(out))
+        inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        return np.asarray([float(inits[n.input[1]]) for n in model.graph.node if n.op_type == "QuantizeLinear"])
+
+    minmax, entropy, pct = act_scales("minmax"), act_scales("entropy"), act_scales("percentile")
+    assert minmax.shape == entropy.shape == pct.shape
+    assert np.all(entropy <= minmax * 1.0001) and np.any(entropy < minmax * 0.99)
+    assert np.all(pct <= minmax * 1.0001) and np.any(pct < minmax * 0.99)
