@@ -52,7 +52,16 @@ def opset(model) -> int:
 
 
 def base_name(m: Match) -> str:
-    return (m.scale.name or "se").replace("/", "_").strip("_") or "se"
+    """Prefix for the nodes and weights a pass creates for block ``m``: the scale node's name."""
+    return (m.scale.name or "se").rstrip("/") or "se"
+
+
+def name_outputs(nodes) -> None:
+    """Give new node outputs exporter-style names (``<node>_output_<i>``) instead of anonymous ones."""
+    for n in nodes:
+        for i, o in enumerate(n.outputs):
+            if not o.name and n.name:
+                o.name = f"{n.name}_output_{i}"
 
 
 def replace_output(graph, old, new, *, fresh: bool) -> None:

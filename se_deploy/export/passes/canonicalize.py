@@ -39,6 +39,7 @@ def build_canonical(graph, model, m: Match, squeeze_value=None) -> tuple[list, o
 
 def replace_block(model, m: Match, nodes: list, new_out) -> None:
     graph = model.graph
+    _ir.name_outputs(nodes[:-1])  # the new scale output takes the old output's name below
     graph.insert_before(m.scale, nodes)
     old_name = m.scale.name
     m.scale.name = (old_name or "se") + "__replaced"

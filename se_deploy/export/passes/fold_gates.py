@@ -87,6 +87,7 @@ def fold_block(model, m, s: np.ndarray) -> str:
         return into
     const = _ir.add_initializer(model.graph, f"{_ir.base_name(m)}.folded_gate", s.reshape(1, -1, 1, 1))
     mul = ir.node("Mul", [m.x, const], name=f"{_ir.base_name(m)}/folded_scale")
+    _ir.name_outputs([mul])
     model.graph.insert_before(m.scale, mul)
     _ir.replace_output(model.graph, m.scale.outputs[0], mul.outputs[0], fresh=True)
     _ir.remove_block(model.graph, m)
