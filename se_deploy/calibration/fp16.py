@@ -85,8 +85,9 @@ def convert_fp16(onnx_in: str | Path, onnx_out: str | Path, config: Fp16Config, 
     """
     from onnxconverter_common import float16
 
+    from se_deploy.calibration.accuracy import run_model
+    from se_deploy.calibration.dataset import CalibrationSet
     from se_deploy.calibration.quantize import name_nodes
-    from se_deploy.engines.onnxruntime import run_onnx
     from se_deploy.numerics import compare_arrays
     from se_deploy.onnx_io import load_onnx, save_onnx
 
@@ -120,11 +121,9 @@ def convert_fp16(onnx_in: str | Path, onnx_out: str | Path, config: Fp16Config, 
     save_onnx(converted, onnx_out)
 
     name, x, what = _check_inputs(model, eval_set)
-    ref = run_onnx(fp32_bytes, {name: x})
-    feed = x if config.keep_io_types else x.astype(np.float16)
-    got = run_onnx(onnx_out, {name: feed})
-    out_name = next(iter(ref))
-    cmp = compare_arrays(ref[out_name], np.asarray(got[out_name], dtype=np.float32))
+    check = CalibrationSet(x, name, "npz", {"role": what})
+    ref = run_model(fp32_bytes, check)  # batches as the model's (static or dynamic) batch allows
+    cmp = compare_arrays(ref, run_model(onnx_out, check)[: len(ref)])
     status = "accepted" if cmp.cosine >= config.min_cosine else "rejected"
     counts: dict[str, int] = {}
     for n in converted.graph.node:

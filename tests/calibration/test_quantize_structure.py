@@ -191,3 +191,15 @@ def test_entropy_and_percentile_calibration_differ_from_minmax(tiny_se_onnx, dat
     assert minmax.shape == entropy.shape == pct.shape
     assert np.all(entropy <= minmax * 1.0001) and np.any(entropy < minmax * 0.99)
     assert np.all(pct <= minmax * 1.0001) and np.any(pct < minmax * 0.99)
+
+
+def test_static_batch_one_model_checks_sample_by_sample(tiny_se_onnx, data, tmp_path):
+    model = onnx.load(str(tiny_se_onnx))
+    for value in (model.graph.input[0], model.graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_value = 1  # a batch-1 export, as most deployments use
+    static = tmp_path / "static.onnx"
+    onnx.save(model, str(static))
+    side = convert_fp16(static, tmp_path / "static.fp16.onnx", Fp16Config())
+    assert side["numerics"]["n"] == 4 and side["status"] == "accepted"
+    q = quantize_int8(static, tmp_path / "static.int8.onnx", data[0], QuantConfig(target="cpu"), eval_set=data[1])
+    assert q["calibration"]["batch_size"] == 1 and q["accuracy"]["samples"] == 16
