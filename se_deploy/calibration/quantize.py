@@ -10,8 +10,11 @@ format -> structure check -> numerics against FP32 -> sidecar):
 * ``cpu``: QUInt8 activations and QInt8 per-channel weights, the combination onnxruntime's
   x86 kernels run fastest (signed activations ran slower than FP32 on our CPU).
 
-SE-aware precision (the default) keeps every excitation node (squeeze, FC, activation, FC,
-gate) of every detected SE block in float; ``se_aware=False`` quantizes them too.
+SE-aware precision (the default) keeps the excitation (FC, activation, FC, gate) of every
+detected SE block in float; ``se_aware=False`` quantizes it too. The squeeze follows the
+target: float for ``tensorrt``, INT8 for ``cpu``, where onnxruntime averages the INT8 map
+directly and a float squeeze would first dequantize the whole map (measured in
+benchmarks/precision.py).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from se_deploy.errors import CalibrationError, QuantizationError, UsageError
 log = logging.getLogger("se_deploy.calibration")
 
 METHODS = ("minmax", "entropy", "percentile")
+SQUEEZE_OPS = ("GlobalAveragePool",)  # squeezes onnxruntime quantizes; ReduceMean stays float regardless
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class TargetSpec:
     op_types: tuple[str, ...] | None  # None: every op onnxruntime can quantize
     inputs_only: bool  # Q/DQ only on op inputs (no output Q/DQ)
     quantize_se_scale: bool  # the SE scale Mul, when SE-aware
+    quantize_se_squeeze: bool  # the SE squeeze (global average pool), when SE-aware
     description: str
 
 
@@ -55,11 +60,11 @@ TARGETS: dict[str, TargetSpec] = {
         name="tensorrt", activation_type="QInt8", activation_symmetric=True, quantize_bias=False,
         op_types=("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "MaxPool", "AveragePool", "GlobalAveragePool",
                   "Concat"),
-        inputs_only=True, quantize_se_scale=False,
+        inputs_only=True, quantize_se_scale=False, quantize_se_squeeze=False,
         description="symmetric s8 activations and weights, per-channel weights, float bias, Q/DQ on op inputs"),
     "cpu": TargetSpec(
         name="cpu", activation_type="QUInt8", activation_symmetric=False, quantize_bias=True, op_types=None,
-        inputs_only=False, quantize_se_scale=True,
+        inputs_only=False, quantize_se_scale=True, quantize_se_squeeze=True,
         description="u8 activations, s8 per-channel weights (onnxruntime x86 fast path)"),
 }
 
@@ -333,6 +338,12 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
 
         blocks = _se_blocks(pre_model)
         excitation = tuple(n for b in blocks for n in b.excitation_nodes if n)
+        if spec.quantize_se_squeeze:
+            # onnxruntime's CPU kernels average an INT8 map directly (QLinearGlobalAveragePool); a float
+            # squeeze would first dequantize the whole feature map, which measured slower than the
+            # SE-free twin by a wide margin. The FCs and the gate, the sensitive part, stay float.
+            op_of = {n.name: n.op_type for n in pre_model.graph.node}
+            excitation = tuple(n for n in excitation if op_of.get(n) not in SQUEEZE_OPS)
         scale_nodes = tuple(b.scale_node for b in blocks if b.scale_node)
         quantize_scale = spec.quantize_se_scale if config.quantize_se_scale is None else config.quantize_se_scale
         excluded: dict[str, str] = {}
@@ -415,6 +426,7 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
         "se_blocks": len(blocks),
         "se_aware": config.se_aware,
         "quantize_se_scale": bool(quantize_scale),
+        "quantize_se_squeeze": bool(spec.quantize_se_squeeze and config.se_aware),
         "excluded_nodes": [{"node": n, "reason": r} for n, r in sorted(excluded.items()) if r != "non-se-mul"],
         "structure": facts,
         "accuracy": report,

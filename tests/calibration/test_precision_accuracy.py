@@ -41,6 +41,13 @@ def test_int8_se_aware_drops_at_most_one_point(trained, tmp_path, target):
     assert int8["top1_drop"] <= 1.0, f"{target}: FP32 {ref['top1']:.2f}% -> INT8 {int8['top1']:.2f}%"
     assert int8["top1_agreement"] >= 98.0 and int8["sqnr_db"] > 20.0
     assert side["status"] == "accepted" and side["se_aware"] and side["se_blocks"] >= 6
+    assert side["structure"]["quantized_excitation_nodes"] == []
+    ops = {n.name: n.op_type for n in onnx.load(str(out)).graph.node}
+    kept = [e["node"] for e in side["excluded_nodes"] if e["reason"] == "se-excitation"]
+    squeezes = sum(ops[n] == "GlobalAveragePool" for n in kept)
+    # cpu: the squeeze averages INT8 directly (fast path); tensorrt: the whole excitation stays float
+    assert squeezes == (0 if target == "cpu" else side["se_blocks"])
+    assert len(kept) == side["se_blocks"] * (4 if target == "cpu" else 5)
     assert json.loads(out.with_name(out.name + ".json").read_text())["accuracy"]["candidates"]["int8"]["top1"] == \
         pytest.approx(int8["top1"])
 
