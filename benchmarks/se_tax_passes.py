@@ -53,6 +53,7 @@ def build_variants(se_name: str, plain_name: str, work: Path, size: int, fold_fr
     canon, rep_c = run_passes(raw_d, ["canonicalize"], options=opts)
     canon_l, rep_cl = run_passes(raw_l, ["canonicalize"], options=opts)
     hoist, rep_h = run_passes(canon, ["hoist-squeeze"], options=opts)
+    expand, rep_e = run_passes(canon, ["expand-gate"], options=opts)
     variants = {
         "plain twin": plain,
         "raw dynamo": raw_d,
@@ -60,16 +61,19 @@ def build_variants(se_name: str, plain_name: str, work: Path, size: int, fold_fr
         "canonicalize": canon,
         "canonicalize (from legacy)": canon_l,
         "canonicalize+hoist-squeeze": hoist,
+        "canonicalize+expand-gate": expand,
         "ablate-se": ablate_se(raw_d),
     }
     for label, rep in (("canonicalize", rep_c), ("canonicalize (from legacy)", rep_cl),
-                       ("canonicalize+hoist-squeeze", rep_h)):
+                       ("canonicalize+hoist-squeeze", rep_h), ("canonicalize+expand-gate", rep_e)):
         for e in rep["passes"]:
             print(f"  [{se_name}] {label}: {e['name']} {e['status']} on {e.get('changed', 0)} blocks, "
                   f"max error {e.get('verification', {}).get('rel_max_abs', float('nan')):.2g} of output scale",
                   flush=True)
     if fold_fraction > 0:
         variants["canonicalize+fold-gates(last stage)"] = _fold_last(canon, fold_fraction)
+        variants["canonicalize+fold-gates(last stage)+expand-gate"] = run_passes(
+            variants["canonicalize+fold-gates(last stage)"], ["expand-gate"], options=opts)[0]
     return {k: v.SerializeToString() for k, v in variants.items()}
 
 

@@ -51,6 +51,7 @@ class SEBlock:
     shape_ops: int = 0
     input_producer: str | None = None
     input_shared: bool = False
+    gate_expanded: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -94,6 +95,7 @@ class Match:
     gate: tuple  # (kind, params dict)
     nodes: list  # every node of the block except the scale Mul
     shape_ops: int = 0
+    expand: Any = None  # the Resize that expands the gate to N,C,H,W (expand-gate pass), if any
     block: SEBlock | None = field(default=None)
 
 
@@ -154,6 +156,19 @@ def _shape(value) -> list | None:
 
 
 # --------------------------------------------------------------------------- pieces
+
+
+def _gate_expansion(g):
+    """A nearest-neighbour Resize that expands an N,C,1,1 gate to the full map (see expand-gate)."""
+    n = _producer(g)
+    if n is None or n.op_type != "Resize" or n.domain != "":
+        return None
+    mode = _attr(n, "mode", "nearest")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    src = _shape(n.inputs[0])
+    if mode != "nearest" or src is None or len(src) != 4 or src[2:] != [1, 1]:
+        return None
+    return n
 
 
 def _parse_gate(g, nodes: list):
@@ -421,8 +436,10 @@ def match_scale(mul) -> Match:
 def _match_order(mul, x, g) -> Match:
     nodes: list = []
     shape_ops: list = []
-    pre_gate = _skip_shape_ops(g, shape_ops)
-    gate_chain = list(shape_ops)
+    expand = _gate_expansion(g)
+    g_core = expand.inputs[0] if expand is not None else g
+    pre_gate = _skip_shape_ops(g_core, shape_ops)
+    gate_chain = list(shape_ops) + ([expand] if expand is not None else [])
     parsed = _parse_gate(pre_gate, nodes)
     if parsed is None:
         raise NoMatch("the other Mul operand is not a Sigmoid/HardSigmoid gate", 0)
@@ -456,11 +473,11 @@ def _match_order(mul, x, g) -> Match:
     xs = _shape(x)
     if xs is not None and (len(xs) != 4 or (xs[1] is not None and xs[1] != c)):
         raise NoMatch(f"scaled tensor {x.name} has shape {xs}, the gate has {c} channels", 6)
-    gs = _shape(g)
+    gs = _shape(g_core)
     if gs is not None and (len(gs) != 4 or any(d is not None and d != 1 for d in gs[2:])
                            or (gs[1] is not None and gs[1] != c)):
-        raise NoMatch(f"the gate {g.name} has shape {gs}: it does not broadcast per channel over N,C,1,1", 6)
-    all_nodes = nodes + shape_ops
+        raise NoMatch(f"the gate {g_core.name} has shape {gs}: it does not broadcast per channel over N,C,1,1", 6)
+    all_nodes = nodes + shape_ops + ([expand] if expand is not None else [])
     block_set = set(all_nodes) | {mul}
     graph_outputs = set(mul.graph.outputs) if mul.graph is not None else set()
     what = {id(squeeze): "squeeze"}
@@ -473,7 +490,7 @@ def _match_order(mul, x, g) -> Match:
                 kind = what.get(id(n), f"{n.op_type} {n.name}")
                 extra = " and is a graph output" if out in graph_outputs else ""
                 raise NoMatch(f"{kind} output {out.name} has {len(users)} consumers{extra}; the block is not self-contained", 7)
-    return Match(mul, x, g, squeeze, squeeze_kind, fc1, fc2, act, gate, all_nodes, len(shape_ops))
+    return Match(mul, x, g_core, squeeze, squeeze_kind, fc1, fc2, act, gate, all_nodes, len(shape_ops), expand=expand)
 
 
 def _block_of(m: Match) -> SEBlock:
@@ -504,6 +521,7 @@ def _block_of(m: Match) -> SEBlock:
         shape_ops=m.shape_ops,
         input_producer=prod.op_type if prod is not None else None,
         input_shared=bool(shared),
+        gate_expanded=m.expand is not None,
     )
 
 
@@ -518,8 +536,16 @@ def to_ir(model):
 
     try:
         model = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # shape inference is a help, not a requirement
-        pass
+    except Exception:
+        # Stale or inconsistent value_info (from another tool) can stop inference; shapes
+        # are a help, not a requirement, so retry from the inputs alone before giving up.
+        try:
+            bare = onnx.ModelProto()
+            bare.CopyFrom(model)
+            del bare.graph.value_info[:]
+            model = onnx.shape_inference.infer_shapes(bare)
+        except Exception:
+            pass
     irm = ir.from_proto(model)
     NameFixPass()(irm)
     return irm

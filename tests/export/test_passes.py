@@ -300,3 +300,62 @@ def test_back_to_back_blocks(names):
     else:
         assert len(find_se_blocks(out)) == 2
         assert _rel_err(_outputs(model, x)[0], _outputs(out, x)[0]) <= 1e-5
+
+
+# ---------------------------------------------------------------------- expand-gate
+
+
+def test_expand_gate_is_exact_and_stays_detectable():
+    spec = SESpec(fc="gemm", reshape="reshape_dynamic", batch="N", c=16, r=4)
+    model, _ = make_se_model(spec)
+    out, report = P.run_passes(model, ["canonicalize", "expand-gate"])
+    assert [e["status"] for e in report["passes"]] == ["applied", "applied"]
+    resize = [n for n in out.graph.node if n.op_type == "Resize"]
+    assert len(resize) == 1
+    mul = next(n for n in out.graph.node if n.op_type == "Mul")
+    assert resize[0].output[0] in mul.input
+    # the expanded gate carries the scaled tensor's shape, symbolic batch included
+    vi = {v.name: v for v in out.graph.value_info}[resize[0].output[0]]
+    dims = [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
+    assert dims[1:] == [16, 5, 5] and isinstance(dims[0], str)
+    for b in (1, 3):
+        feed = _feed(spec, {}, b)
+        assert _rel_err(_outputs(model, feed)[0], _outputs(out, feed)[0]) <= 1e-5
+    [blk] = find_se_blocks(out)
+    assert blk.gate_expanded and blk.squeeze == "GlobalAveragePool"
+    # idempotent, and canonicalize leaves the expanded form alone
+    again, rep = P.run_passes(out, ["canonicalize", "expand-gate"])
+    assert [e["status"] for e in rep["passes"]] == ["no-op", "no-op"] and again is out
+    plain = P.ablate_se(out)
+    assert not {"Resize", "Sigmoid", "GlobalAveragePool"} & {n.op_type for n in plain.graph.node}
+
+
+def test_expand_gate_skips_blocks_it_cannot_prove():
+    model, _ = make_se_model(SESpec(fc="gemm", reshape="flatten"))
+    out, report = P.run_passes(model, ["expand-gate"])
+    [entry] = report["passes"]
+    assert entry["status"] == "no-op" and "canonicalize first" in next(iter(entry["details"]["skipped"].values()))
+
+
+def test_expand_gate_keeps_onnxruntime_in_the_blocked_layout():
+    """Structural check of the optimised graph (no timing): fewer layout reorders after expand-gate."""
+    from se_deploy.engines.onnxruntime import OrtConfig, OrtRunner
+
+    def optimised_ops(model, path):
+        with OrtRunner(model, OrtConfig(graph_optimization="all", optimized_model_path=str(path), threads=1)):
+            pass
+        return [(n.domain, n.op_type) for n in onnx.load(str(path)).graph.node]
+
+    import tempfile
+    from pathlib import Path
+
+    model, _ = make_se_model(SESpec(c=32, r=4, hw=8, producer="conv3x3", consumer="add"))
+    canon, _ = P.run_passes(model, ["canonicalize"])
+    expanded, _ = P.run_passes(canon, ["expand-gate"])
+    with tempfile.TemporaryDirectory() as td:
+        before = optimised_ops(canon, Path(td) / "a.onnx")
+        after = optimised_ops(expanded, Path(td) / "b.onnx")
+    if not any(d == "com.microsoft.nchwc" for d, _ in before):
+        pytest.skip("onnxruntime's NCHWc layout is not used on this CPU")
+    reorders = lambda ops: sum(t in ("ReorderInput", "ReorderOutput") for _, t in ops)  # noqa: E731
+    assert reorders(after) < reorders(before)

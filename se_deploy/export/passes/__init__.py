@@ -22,6 +22,7 @@ from se_deploy.export.passes._registry import (GraphPass, PassContext, PassOptio
 # Importing the rule modules registers them.
 from se_deploy.export.passes import ablate as _ablate  # noqa: E402,F401
 from se_deploy.export.passes import canonicalize as _canonicalize  # noqa: E402,F401
+from se_deploy.export.passes import expand_gate as _expand_gate  # noqa: E402,F401
 from se_deploy.export.passes import fold_gates as _fold_gates  # noqa: E402,F401
 from se_deploy.export.passes import hoist_squeeze as _hoist  # noqa: E402,F401
 

@@ -41,7 +41,8 @@ def add_initializer(graph, base: str, array: np.ndarray):
     while name in graph.initializers:
         k += 1
         name = f"{base}_{k}"
-    value = ir.Value(name=name, const_value=ir.tensor(np.ascontiguousarray(array), name=name),
+    array = np.array(array, order="C", copy=True)  # (np.ascontiguousarray would turn a scalar into shape [1])
+    value = ir.Value(name=name, const_value=ir.tensor(array, name=name),
                      shape=ir.Shape(array.shape), type=ir.TensorType(ir.DataType.from_numpy(array.dtype)))
     graph.register_initializer(value)
     return value
