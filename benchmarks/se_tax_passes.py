@@ -225,6 +225,8 @@ def main(argv=None) -> int:
     ap.add_argument("--profile-iters", type=int, default=5)
     ap.add_argument("--fold-fraction", type=float, default=0.0,
                     help="also time folding the last fraction of SE blocks (latency only)")
+    ap.add_argument("--only", default="",
+                    help="comma-separated variant names to time (the plain twin is always kept)")
     ap.add_argument("--fold-study", default="",
                     help="also train this zoo model on UCI digits and report fold-gates per threshold (e.g. se_resnet18)")
     ap.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "se_tax_passes"))
@@ -241,6 +243,9 @@ def main(argv=None) -> int:
         se_name, plain_name = pair.split(":")
         t0 = time.time()
         variants = build_variants(se_name, plain_name, work, args.size, args.fold_fraction)
+        if args.only:
+            keep = {"plain twin", *[v.strip() for v in args.only.split(",")]}
+            variants = {k: v for k, v in variants.items() if k in keep}
         print(f"{se_name}: variants built in {time.time() - t0:.0f}s", flush=True)
         entry = {}
         for b in [int(v) for v in args.batches.split(",")]:
