@@ -1,0 +1,170 @@
+"""Report tables as plain (headers, rows) of strings, shared by the Markdown and HTML renderers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from se_deploy.report.schema import Results
+
+Table = tuple[list[str], list[list[str]]]
+
+_OP_TIME_KEYS = ("ms", "total_ms", "time_ms", "mean_ms", "us", "total_us")
+_OP_PCT_KEYS = ("pct", "percent", "share_pct", "share")
+_OP_COUNT_KEYS = ("count", "calls", "nodes", "n")
+
+
+def fmt_ms(v: Any) -> str:
+    if not isinstance(v, (int, float)) or not math.isfinite(v):
+        return "-"
+    return f"{v:.3f}" if v < 10 else f"{v:.2f}" if v < 100 else f"{v:.1f}"
+
+
+def fmt_pct(v: Any, signed: bool = False) -> str:
+    if not isinstance(v, (int, float)) or not math.isfinite(v):
+        return "-"
+    if signed:
+        return f"{v:+.1f}%"
+    return f"{v:.2f}%" if abs(v) < 1 else f"{v:.1f}%"
+
+
+def fmt_tax(tax: dict) -> str:
+    """``+11.2% [+8.1, +14.0]`` (point and interval)."""
+    return (f"{fmt_pct(tax.get('tax_pct'), True)} "
+            f"[{tax.get('tax_pct_lo', float('nan')):+.1f}, {tax.get('tax_pct_hi', float('nan')):+.1f}]")
+
+
+def se_tax_table(r: Results) -> Table:
+    conf = next((c.tax.get("confidence") for c in r.comparisons), 0.95)
+    headers = ["SE model", "plain twin", "precision", "batch", "SE median ms", "plain median ms",
+               f"SE tax ({conf:.0%} CI)", "SE share of params", "SE share of FLOPs"]
+    rows = []
+    for c in r.comparisons:
+        share = c.se_share or {}
+        rows.append([c.se_model, c.plain_model, c.precision, str(c.batch), fmt_ms(c.tax.get("se_median_ms")),
+                     fmt_ms(c.tax.get("plain_median_ms")), fmt_tax(c.tax), fmt_pct(share.get("params_pct")),
+                     fmt_pct(share.get("flops_pct"))])
+    return headers, rows
+
+
+def latency_table(r: Results) -> Table:
+    headers = ["model", "precision", "batch", "backend", "median ms", "p90 ms", "p99 ms", "min ms", "CV",
+               "items/s", "n"]
+    rows = []
+    for m in r.measurements:
+        s = m.latency_ms
+        rows.append([m.model, m.precision, str(m.batch), m.backend, fmt_ms(s.get("median")), fmt_ms(s.get("p90")),
+                     fmt_ms(s.get("p99")), fmt_ms(s.get("min")), fmt_pct(100 * s.get("cv", float("nan"))),
+                     f"{m.throughput:.1f}", str(s.get("n", "-"))])
+    return headers, rows
+
+
+def split_table(r: Results) -> Table | None:
+    """H2D / compute / D2H medians, only when some engine separated them."""
+    rows = []
+    for m in r.measurements:
+        if m.compute_ms is None:
+            continue
+        rows.append([m.model, m.precision, str(m.batch), fmt_ms((m.h2d_ms or {}).get("median")),
+                     fmt_ms(m.compute_ms.get("median")), fmt_ms((m.d2h_ms or {}).get("median"))])
+    if not rows:
+        return None
+    return ["model", "precision", "batch", "H2D median ms", "compute median ms", "D2H median ms"], rows
+
+
+def _pick(d: dict, keys: tuple[str, ...]) -> float | None:
+    for k in keys:
+        v = d.get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v) / (1000.0 if k.endswith("_us") or k == "us" else 1.0)
+    return None
+
+
+def op_breakdown(by_op: dict) -> list[tuple[str, float, float | None, int | None]]:
+    """Normalise a profile's ``by_op`` into (op, ms, pct, count), largest first."""
+    items = by_op.get("by_op", by_op) if isinstance(by_op, dict) else {}
+    out = []
+    for op, v in items.items():
+        if isinstance(v, dict):
+            ms = _pick(v, _OP_TIME_KEYS)
+            pct = _pick(v, _OP_PCT_KEYS)
+            cnt = _pick(v, _OP_COUNT_KEYS)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            ms, pct, cnt = float(v), None, None
+        else:
+            continue
+        if ms is None:
+            continue
+        out.append((str(op), ms, pct, int(cnt) if cnt is not None else None))
+    total = sum(x[1] for x in out)
+    if total > 0:
+        out = [(op, ms, pct if pct is not None else 100.0 * ms / total, cnt) for op, ms, pct, cnt in out]
+    return sorted(out, key=lambda x: -x[1])
+
+
+def op_tables(r: Results, top: int = 12) -> list[tuple[str, Table]]:
+    tables = []
+    for p in r.profiles:
+        rows = [[op, fmt_ms(ms), fmt_pct(pct), "-" if cnt is None else str(cnt)]
+                for op, ms, pct, cnt in op_breakdown(p.by_op)[:top]]
+        tables.append((f"{p.model} {p.precision} batch {p.batch}", (["op type", "ms", "share", "count"], rows)))
+    return tables
+
+
+def accuracy_table(r: Results) -> Table | None:
+    if not r.accuracy:
+        return None
+    keys = list(dict.fromkeys(k for a in r.accuracy for k, v in a.metrics.items()
+                              if isinstance(v, (int, float, str)) and not isinstance(v, bool)))
+    rows = []
+    for a in r.accuracy:
+        cells = []
+        for k in keys:
+            v = a.metrics.get(k)
+            cells.append(f"{v:.4g}" if isinstance(v, float) else "-" if v is None else str(v))
+        rows.append([a.model, a.precision, a.reference, a.data, *cells])
+    return ["model", "precision", "reference", "data", *keys], rows
+
+
+def flatten(d: Any, prefix: str = "") -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out += flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(d, list) and d and all(isinstance(x, dict) for x in d):
+        for i, x in enumerate(d):
+            out += flatten(x, f"{prefix}[{i}]")
+    elif isinstance(d, list):
+        out.append((prefix, ", ".join(str(x) for x in d) if d else "-"))
+    else:
+        out.append((prefix, "unknown" if d is None else str(d)))
+    return out
+
+
+def environment_table(r: Results, max_len: int = 200) -> Table:
+    """Headline facts (CPU, cores, RAM, OS, versions, GPU, Jetson power) when recorded by envinfo."""
+    env = r.environment
+    rows: list[list[str]] = []
+    if isinstance(env, dict) and "cpu" in env:
+        try:
+            from se_deploy.envinfo import environment_rows
+        except ImportError:
+            environment_rows = None
+        if environment_rows is not None:
+            rows = [[str(k), str(v)] for k, v in environment_rows(env)]
+    if not rows:
+        rows = [[k, v] for k, v in flatten(env)]
+    rows = [[k, v if len(v) <= max_len else v[: max_len - 1] + "…"] for k, v in rows]
+    return ["key", "value"], rows
+
+
+def environment_full(r: Results) -> Table:
+    return ["key", "value"], [[k, v] for k, v in flatten(r.environment)]
+
+
+def run_table(r: Results) -> Table:
+    s = r.run.get("settings", {})
+    rows = [["run", r.label], ["created", r.created], ["se-deploy", r.se_deploy_version],
+            ["mode", str(r.run.get("mode", "-"))], ["backend", str(r.run.get("backend", "-"))]]
+    rows += [[k, str(v)] for k, v in s.items()] if isinstance(s, dict) else []
+    return ["setting", "value"], rows
