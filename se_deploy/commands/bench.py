@@ -1,5 +1,140 @@
-"""CLI commands (placeholder until this stage lands)."""
+"""``se-deploy bench`` and ``se-deploy report {render,merge}``."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+class Backend(str, enum.Enum):
+    onnxruntime = "onnxruntime"
+    tensorrt = "tensorrt"
+    torch = "torch"
+
+
+class Mode(str, enum.Enum):
+    singlestream = "singlestream"
+    offline = "offline"
+
+
+class ReportAction(str, enum.Enum):
+    render = "render"
+    merge = "merge"
+
+
+def print_summary(results, console) -> None:
+    """The SE tax and latency tables, as the report shows them."""
+    from rich.table import Table
+
+    from se_deploy.report import tables
+
+    def show(title, headers, rows):
+        t = Table(title=title, title_justify="left")
+        for h in headers:
+            t.add_column(h, overflow="fold")
+        for r in rows:
+            t.add_row(*r)
+        console.print(t)
+
+    show("Latency", *tables.latency_table(results))
+    if results.comparisons:
+        show("SE tax (SE model vs plain twin, interleaved)", *tables.se_tax_table(results))
+    for title, (h, rows) in tables.op_tables(results, top=8):
+        show(f"Per-op: {title}", h, rows)
+    for w in results.warnings:
+        console.print(f"warning: {w}", markup=False, style="yellow")
 
 
 def register(command) -> None:
-    return None
+    @command("bench", help="Time a model or engine (zoo name, .onnx, or TensorRT plan) after warm-up, against its "
+                           "plain twin interleaved (A B A B ...), and write results.json with the SE tax and "
+                           "its bootstrap interval.")
+    def bench(
+        target: str = typer.Argument(..., metavar="MODEL_OR_ENGINE", help="Zoo name, ONNX file or TensorRT plan."),
+        backend: Optional[Backend] = typer.Option(None, "--backend",
+                                                  help="Runtime (default: tensorrt for plans, else onnxruntime)."),
+        batch: str = typer.Option("1", "--batch", help="Comma-separated batch sizes, e.g. 1,8,32."),
+        threads: int = typer.Option(0, "--threads", help="Intra-op threads (0: backend default)."),
+        warmup_s: float = typer.Option(1.0, "--warmup-s", help="Warm-up seconds per candidate."),
+        min_iters: int = typer.Option(30, "--min-iters", help="Minimum timed rounds per batch size."),
+        min_duration_s: float = typer.Option(3.0, "--min-duration-s", help="Minimum timed seconds per batch size."),
+        max_iters: Optional[int] = typer.Option(None, "--max-iters", help="Cap on timed rounds per batch size."),
+        mode: Mode = typer.Option(Mode.singlestream, "--mode",
+                                  help="singlestream: p90 latency headline (MLPerf); offline: throughput headline."),
+        baseline: str = typer.Option("auto", "--baseline",
+                                     help="auto: plain zoo twin or SE-ablated graph; none; or a PATH to the plain "
+                                          "model/engine."),
+        input_shape: str = typer.Option("1x3x224x224", "--input-shape", help="Export shape for zoo models."),
+        profile: bool = typer.Option(False, "--profile", help="Add a per-op breakdown (onnxruntime profiler)."),
+        confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the SE-tax interval."),
+        output: Path = typer.Option(Path("results.json"), "-o", "--output", help="Where to write results.json."),
+        html: Optional[Path] = typer.Option(None, "--html", help="Also render the HTML report here."),
+    ) -> None:
+        import tempfile
+
+        from se_deploy._util import check_output_path, parse_int_list, parse_shape
+        from se_deploy.bench.suite import BenchConfig, benchmark
+        from se_deploy.bench.targets import prepare
+        from se_deploy.cli import console, err_console
+        from se_deploy.report.render import write_report
+        from se_deploy.report.schema import save_results
+
+        check_output_path(output)
+        if html is not None:
+            check_output_path(html)
+        cfg = BenchConfig(batches=tuple(parse_int_list(batch, "batch")), threads=threads, warmup_s=warmup_s,
+                          min_iters=min_iters, min_duration_s=min_duration_s, max_iters=max_iters, mode=mode.value,
+                          confidence=confidence, profile=profile)
+        shape = parse_shape(input_shape)
+
+        def say(msg: str) -> None:
+            err_console.print(f"[dim]{msg}[/dim]")
+
+        with tempfile.TemporaryDirectory(prefix="se-deploy-bench-") as tmp:
+            prep = prepare(target, backend=backend.value if backend else None, baseline=baseline,
+                           input_shape=shape, workdir=Path(tmp), say=say)
+            results = benchmark(prep.candidates, cfg, models=prep.models, run_name="", on_progress=say)
+        results.warnings[:0] = prep.warnings
+        save_results(results, output)
+        print_summary(results, console)
+        console.print(f"results: {output}", markup=False)
+        if html is not None:
+            write_report(results, html=html)
+            console.print(f"report: {html}", markup=False)
+
+    @command("report", help="render RESULTS.json into a report (-o report.html or report.md), or merge several "
+                            "results files side by side (-o fleet.html or fleet.md).")
+    def report(
+        action: ReportAction = typer.Argument(..., help="render: one results file; merge: two or more."),
+        files: List[Path] = typer.Argument(..., metavar="RESULTS.json...", help="results.json files."),
+        output: Path = typer.Option(..., "-o", "--output", help="Output .html or .md."),
+        png_dir: Optional[Path] = typer.Option(None, "--png-dir", help="Also write the plots as PNG files here."),
+    ) -> None:
+        from se_deploy._util import check_output_path, write_text_atomic
+        from se_deploy.cli import console
+        from se_deploy.errors import UsageError
+        from se_deploy.report.schema import load_results
+
+        suffix = output.suffix.lower()
+        if suffix not in (".html", ".htm", ".md"):
+            raise UsageError(f"output must end in .html or .md, got {output.name!r}")
+        check_output_path(output)
+        if action is ReportAction.render:
+            if len(files) != 1:
+                raise UsageError(f"render takes one results file, got {len(files)}; use 'report merge' for several")
+            from se_deploy.report.render import write_report
+
+            r = load_results(files[0])
+            kind = "md" if suffix == ".md" else "html"
+            written = write_report(r, **{kind: output}, png_dir=png_dir)
+        else:
+            from se_deploy.report.merge import render_fleet_html, render_fleet_markdown
+
+            runs = [load_results(f) for f in files]
+            render = render_fleet_markdown if suffix == ".md" else render_fleet_html
+            written = {"report": write_text_atomic(output, render(runs))}
+        for path in written.values():
+            console.print(f"wrote {path}", markup=False)

@@ -1,0 +1,259 @@
+"""Benchmark a set of candidates (models x precisions) and assemble a :class:`Results`.
+
+At each batch size every candidate runs interleaved with every other in one process
+(see :mod:`se_deploy.bench.harness`), so the SE model, its plain twin, FP32 and INT8 all
+see the same machine state. The SE tax is then computed per precision and batch from
+the paired series. bench/ talks only to the runner interface (``se_deploy.engines``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from se_deploy.bench.harness import run_interleaved
+from se_deploy.bench.stats import noise_warning, se_tax, summarize, throughput
+from se_deploy.errors import BenchmarkError, UsageError
+from se_deploy.report.schema import Comparison, Measurement, ModelInfo, Profile, Results
+
+MODES = ("singlestream", "offline")
+BACKENDS = ("onnxruntime", "tensorrt", "torch")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How long and how to time. ``max_iters`` caps the rounds per batch size (None: no cap)."""
+
+    batches: tuple[int, ...] = (1,)
+    threads: int = 0
+    warmup_s: float = 1.0
+    min_iters: int = 30
+    min_duration_s: float = 3.0
+    max_iters: int | None = None
+    mode: str = "singlestream"
+    confidence: float = 0.95
+    n_boot: int = 2000
+    profile: bool = False
+    profile_iters: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.batches or any((not isinstance(b, int)) or b < 1 for b in self.batches):
+            raise UsageError(f"batch sizes must be positive integers, got {list(self.batches)}")
+        if self.mode not in MODES:
+            raise UsageError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.threads < 0:
+            raise UsageError(f"threads must be >= 0 (0 = backend default), got {self.threads}")
+        if self.warmup_s < 0 or self.min_duration_s < 0:
+            raise UsageError("warm-up and min-duration must be >= 0 seconds")
+        if self.min_iters < 2:
+            raise UsageError(f"min-iters must be >= 2 (percentiles need samples), got {self.min_iters}")
+        if self.max_iters is not None and self.max_iters < self.min_iters:
+            raise UsageError(f"max-iters ({self.max_iters}) must be >= min-iters ({self.min_iters})")
+        if not 0 < self.confidence < 1:
+            raise UsageError(f"confidence must be in (0, 1), got {self.confidence}")
+        if self.n_boot < 100:
+            raise UsageError(f"n_boot must be >= 100, got {self.n_boot}")
+        if self.profile_iters < 1:
+            raise UsageError(f"profile iterations must be >= 1, got {self.profile_iters}")
+
+    def settings(self) -> dict:
+        return {"batches": list(self.batches), "threads": self.threads, "warmup_s": self.warmup_s,
+                "min_iters": self.min_iters, "min_duration_s": self.min_duration_s, "max_iters": self.max_iters,
+                "confidence": self.confidence, "n_boot": self.n_boot, "profile": self.profile}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One thing to time: ``artifact`` is an ONNX/plan path (or a zoo name for the torch backend)."""
+
+    name: str
+    precision: str
+    artifact: str
+    role: str = "other"
+    backend: str = "onnxruntime"
+    options: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}/{self.precision}"
+
+
+def make_runner(c: Candidate, threads: int = 0):
+    """A (not yet activated) runner for ``c`` from the engine registry."""
+    from se_deploy.engines.registry import create_runner
+
+    if c.backend not in BACKENDS:
+        raise UsageError(f"backend {c.backend!r} is not one of {', '.join(BACKENDS)}")
+    opts = dict(c.options)
+    if c.backend == "onnxruntime":
+        if threads:
+            opts.setdefault("threads", threads)
+        # Idle onnxruntime threads busy-wait by default and would steal cores from the
+        # candidate that runs next in the interleaved loop.
+        opts.setdefault("allow_spinning", False)
+    return create_runner(c.backend, c.artifact, **opts)
+
+
+def model_info(name: str, role: str, onnx_path: str | None) -> ModelInfo:
+    """Params, FLOPs and the SE share (from export.inspect) of an ONNX model."""
+    info = ModelInfo(name=name, role=role, artifact=str(onnx_path) if onnx_path else None)
+    if not onnx_path or not str(onnx_path).endswith(".onnx"):
+        return info
+    from se_deploy._util import sha256_file
+    from se_deploy.export.inspect import inspect_model
+    from se_deploy.onnx_io import load_onnx
+
+    facts = inspect_model(load_onnx(onnx_path, check=False))
+    share = facts.get("se_share", {})
+    return ModelInfo(name=name, role=role, artifact=str(onnx_path), sha256=sha256_file(onnx_path),
+                     params=facts.get("params"), flops=facts.get("flops"), se_blocks=share.get("blocks"),
+                     se_share={"params_pct": 100.0 * share.get("params_fraction", 0.0),
+                               "flops_pct": 100.0 * share.get("macs_fraction", 0.0),
+                               "params": share.get("params"), "macs": share.get("macs"),
+                               "flop_convention": facts.get("flop_convention")})
+
+
+def make_feed(runner, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs shaped for ``runner`` with the batch dimension set to ``batch``."""
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for spec in runner.inputs:
+        if not spec.shape:
+            raise BenchmarkError(f"input {spec.name!r} is a scalar; cannot set a batch size")
+        b0 = spec.shape[0]
+        if isinstance(b0, int) and b0 > 0 and b0 != batch:
+            raise UsageError(f"input {spec.name!r} has a fixed batch size of {b0}, so batch {batch} cannot run; "
+                             f"export with a dynamic batch dimension or use --batch {b0}")
+        rest = spec.shape[1:]
+        if any(not (isinstance(d, int) and d > 0) for d in rest):
+            raise UsageError(f"input {spec.name!r} has dynamic non-batch dimensions {tuple(spec.shape)}; "
+                             f"export with a fixed input shape")
+        shape = (batch, *rest)
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            feed[spec.name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            feed[spec.name] = np.zeros(shape, dtype=dtype)
+    return feed
+
+
+def _split_summary(timings, attr: str) -> dict | None:
+    vals = [getattr(t, attr) for t in timings]
+    if not vals or any(v is None for v in vals):
+        return None
+    return summarize(vals)
+
+
+def _profile(c: Candidate, feed: dict, config: BenchConfig, batch: int, warnings: list[str]) -> Profile | None:
+    if c.backend != "onnxruntime":
+        warnings.append(f"per-op profile of {c.key} skipped: only the onnxruntime profiler is wired here")
+        return None
+    try:
+        from se_deploy.bench.profile import profile_onnx
+    except ImportError:
+        warnings.append("per-op profile skipped: se_deploy.bench.profile is not available in this install")
+        return None
+    res = profile_onnx(c.artifact, feed, iters=config.profile_iters, threads=config.threads)
+    extra = {k: v for k, v in res.items() if k not in ("by_op", "nodes")}  # per-node detail is too long to keep
+    return Profile(model=c.name, precision=c.precision, batch=batch, by_op=res["by_op"], source="onnxruntime",
+                   extra=extra)
+
+
+def capture_environment(warnings: list[str]) -> dict:
+    try:
+        from se_deploy.envinfo import capture_environment as capture
+    except ImportError:
+        warnings.append("environment not captured: se_deploy.envinfo is not available in this install")
+        return {"captured": False}
+    return capture()
+
+
+def benchmark(candidates: Sequence[Candidate], config: BenchConfig, *, models: Sequence[ModelInfo] = (),
+              run_name: str = "", environment: dict | None = None,
+              on_progress: Callable[[str], None] | None = None) -> Results:
+    """Time every candidate at every batch size, interleaved; return the full Results."""
+    if not candidates:
+        raise UsageError("nothing to benchmark")
+    keys = [c.key for c in candidates]
+    if len(set(keys)) != len(keys):
+        raise UsageError(f"duplicate candidates (name/precision): {keys}")
+    say = on_progress or (lambda msg: None)
+    warnings: list[str] = []
+    env = environment if environment is not None else capture_environment(warnings)
+    measurements: list[Measurement] = []
+    profiles: list[Profile] = []
+    series: dict[tuple[str, int], list[float]] = {}
+
+    with contextlib.ExitStack() as stack:
+        runners = {}
+        for c in candidates:
+            say(f"loading {c.key} ({c.backend})")
+            runners[c.key] = stack.enter_context(make_runner(c, config.threads))
+        for batch in config.batches:
+            feeds = {c.key: make_feed(runners[c.key], batch, config.seed) for c in candidates}
+            timings: dict[str, list] = {c.key: [] for c in candidates}
+
+            def call(key: str) -> Callable[[], object]:
+                r, feed, sink = runners[key], feeds[key], timings[key]
+
+                def fn() -> None:
+                    r.infer(feed)
+                    sink.append(r.last_timing)
+
+                return fn
+
+            say(f"timing batch {batch}: {', '.join(keys)} interleaved")
+            samples = run_interleaved({k: call(k) for k in keys}, warmup_s=config.warmup_s,
+                                      min_iters=config.min_iters, min_duration_s=config.min_duration_s,
+                                      max_iters=config.max_iters)
+            for c in candidates:
+                ms = samples[c.key]
+                series[(c.key, batch)] = ms
+                timed = timings[c.key][-len(ms):]  # the last calls are the timed ones; earlier ones warmed up
+                summ = summarize(ms)
+                tput = throughput(ms, batch)
+                headline = ({"metric": "p90_ms", "value": summ["p90"], "unit": "ms"} if config.mode == "singlestream"
+                            else {"metric": "throughput", "value": tput, "unit": "items/s"})
+                separable = bool(timed) and all(t.h2d_ms is not None for t in timed)
+                warn = noise_warning(summ)
+                if warn:
+                    warnings.append(f"{c.key} batch {batch}: {warn}")
+                measurements.append(Measurement(
+                    model=c.name, precision=c.precision, batch=batch, backend=c.backend, latency_ms=summ,
+                    throughput=tput, headline=headline,
+                    compute_ms=_split_summary(timed, "compute_ms") if separable else None,
+                    h2d_ms=_split_summary(timed, "h2d_ms") if separable else None,
+                    d2h_ms=_split_summary(timed, "d2h_ms") if separable else None,
+                    noise_warning=warn, samples_ms=[round(x, 6) for x in ms]))
+            if config.profile and batch == config.batches[0]:
+                for c in candidates:
+                    say(f"profiling {c.key} at batch {batch}")
+                    p = _profile(c, feeds[c.key], config, batch, warnings)
+                    if p is not None:
+                        profiles.append(p)
+
+    comparisons = []
+    info = {m.name: m for m in models}
+    for prec in dict.fromkeys(c.precision for c in candidates):
+        se = [c for c in candidates if c.precision == prec and c.role == "se"]
+        plain = [c for c in candidates if c.precision == prec and c.role == "plain"]
+        if len(se) != 1 or len(plain) != 1:
+            continue
+        for batch in config.batches:
+            tax = se_tax(series[(se[0].key, batch)], series[(plain[0].key, batch)], confidence=config.confidence,
+                         n_boot=config.n_boot, seed=config.seed)
+            share = info[se[0].name].se_share if se[0].name in info else None
+            comparisons.append(Comparison(se_model=se[0].name, plain_model=plain[0].name, precision=prec,
+                                          batch=batch, tax=tax, se_share=share))
+    backends = sorted({c.backend for c in candidates})
+    return Results(run={"name": run_name, "mode": config.mode, "backend": ",".join(backends),
+                        "settings": config.settings()},
+                   environment=env, models=list(models), measurements=measurements, comparisons=comparisons,
+                   profiles=profiles, warnings=warnings)
+
+
+__all__ = ["BACKENDS", "BenchConfig", "Candidate", "MODES", "benchmark", "make_feed", "make_runner"]
