@@ -1,5 +1,66 @@
-"""CLI commands (placeholder until this stage lands)."""
+"""``se-deploy pipeline``: export -> fuse -> quantize -> engines -> accuracy -> bench -> report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
 
 
 def register(command) -> None:
-    return None
+    @command("pipeline", help="Run the whole job for an SE model and its plain twin: export, SE fusion, INT8 "
+                              "calibration/quantization, engines (TensorRT where present, onnxruntime otherwise), "
+                              "accuracy, interleaved benchmark and report. Stages whose inputs have not changed "
+                              "are skipped.")
+    def pipeline(
+        config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                              help="Pipeline TOML (default: the embedded se_resnet50 config)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<run.name>)."),
+        force: bool = typer.Option(False, "--force", help="Run every stage even when its inputs are unchanged."),
+        show_config: bool = typer.Option(False, "--show-config", help="Print the effective config and exit."),
+    ) -> None:
+        import json
+
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        from se_deploy.cli import console
+        from se_deploy.errors import SeDeployError
+        from se_deploy.pipeline import build_job, load_config, run_pipeline
+
+        cfg = load_config(config)
+        if show_config:
+            console.print_json(json.dumps(cfg.sections))
+            return
+        out_dir = out or Path("runs") / cfg.name
+        _, stages = build_job(cfg, out_dir)  # validates model names before any work starts
+        console.print(f"se-deploy pipeline: {cfg.name} ({cfg.source}) -> {out_dir}", markup=False)
+        progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                            TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console,
+                            transient=True)
+
+        def on_event(kind, name, result) -> None:
+            if kind == "start":
+                progress.update(task, description=f"{name}")
+                return
+            style = "green" if result.status == "ran" else "yellow" if result.status.startswith("skipped:") \
+                else "dim"
+            took = f" {result.seconds:.1f}s" if result.status == "ran" else ""
+            detail = f" - {result.detail}" if result.detail else ""
+            progress.console.print(f"[{style}]{result.status:>27}[/{style}]{took}  {name}{detail}",
+                                   highlight=False)
+            progress.advance(task)
+
+        with progress:
+            task = progress.add_task("starting", total=len(stages))
+            try:
+                job, results = run_pipeline(cfg, out_dir, force=force, on_event=on_event)
+            except SeDeployError as e:
+                raise type(e)(f"pipeline stopped: {e}") from None
+        if job.results.exists():
+            from se_deploy.commands.bench import print_summary
+            from se_deploy.report.schema import load_results
+
+            print_summary(load_results(job.results), console)
+        where = job.report_html if job.report_html.exists() else job.report_md
+        console.print(f"report: {where}", markup=False)
