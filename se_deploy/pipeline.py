@@ -326,18 +326,12 @@ def _export_stage(job: Job, role: str) -> Stage:
         res = export_model(job.se_name if role == "se" else job.plain_name, out, input_shape=_input_shape(cfg),
                            dynamic_batch=True, exporter=e["exporter"], simplify=e["simplify"], fuse=e["fuse"])
         parity = res.info.get("parity", {})
-        return f"parity {_short(parity)}"
+        worst = parity.get("worst_rel_max_abs")
+        return (f"parity vs PyTorch: rel max abs {worst:.2g} ({'passed' if parity.get('passed') else 'FAILED'})"
+                if isinstance(worst, float) else "")
 
     inputs = [job.onnx("se")] if role == "plain" and job.plain_name is None else []
     return Stage(f"export {job.display(role)}", [out], inputs, cfg.section_hash("model", "export"), run)
-
-
-def _short(d: Any) -> str:
-    if isinstance(d, dict):
-        for k in ("rel_max_abs", "max_abs", "status"):
-            if k in d:
-                return f"{k}={d[k]:.3g}" if isinstance(d[k], float) else f"{k}={d[k]}"
-    return ""
 
 
 def _write_json_sidecar(artifact: Path, data: dict) -> None:

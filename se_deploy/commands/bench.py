@@ -26,24 +26,28 @@ class ReportAction(str, enum.Enum):
 
 
 def print_summary(results, console) -> None:
-    """The SE tax and latency tables, as the report shows them."""
+    """Compact latency and SE-tax tables for the terminal (the report has every column)."""
     from rich.table import Table
 
     from se_deploy.report import tables
 
-    def show(title, headers, rows):
+    def show(title, headers, rows, keep):
         t = Table(title=title, title_justify="left")
-        for h in headers:
-            t.add_column(h, overflow="fold")
+        idx = [headers.index(h) for h in keep]
+        for i in idx:
+            t.add_column(headers[i], overflow="fold")
         for r in rows:
-            t.add_row(*r)
+            t.add_row(*[r[i] for i in idx])
         console.print(t)
 
-    show("Latency", *tables.latency_table(results))
+    show("Latency", *tables.latency_table(results), keep=["model", "precision", "batch", "median ms", "p90 ms",
+                                                          "CV", "items/s"])
     if results.comparisons:
-        show("SE tax (SE model vs plain twin, interleaved)", *tables.se_tax_table(results))
-    for title, (h, rows) in tables.op_tables(results, top=8):
-        show(f"Per-op: {title}", h, rows)
+        h, rows = tables.se_tax_table(results)
+        show("SE tax (interleaved)", h, rows, keep=["SE model", "precision", "batch", h[6], "SE share of params",
+                                                    "SE share of FLOPs"])
+    for title, (h, rows) in tables.op_tables(results, top=6):
+        show(f"Per-op: {title}", h, rows, keep=h)
     for w in results.warnings:
         console.print(f"warning: {w}", markup=False, style="yellow")
 

@@ -22,6 +22,7 @@ def register(command) -> None:
     ) -> None:
         import json
 
+        from rich.markup import escape
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         from se_deploy.cli import console
@@ -43,12 +44,16 @@ def register(command) -> None:
             if kind == "start":
                 progress.update(task, description=f"{name}")
                 return
-            style = "green" if result.status == "ran" else "yellow" if result.status.startswith("skipped:") \
-                else "dim"
-            took = f" {result.seconds:.1f}s" if result.status == "ran" else ""
-            detail = f" - {result.detail}" if result.detail else ""
-            progress.console.print(f"[{style}]{result.status:>27}[/{style}]{took}  {name}{detail}",
-                                   highlight=False)
+            if result.status == "ran":
+                head, style = f"ran {result.seconds:6.1f}s", "green"
+            elif result.status.startswith("skipped:"):
+                head, style = "skipped", "yellow"
+            else:
+                head, style = "unchanged", "dim"
+            detail = result.detail or (result.status[len("skipped: "):] if style == "yellow" else "")
+            text = escape(name + (f": {detail}" if detail else ""))
+            progress.console.print(f"[{style}]{head:>12}[/{style}]  {text}",
+                                   highlight=False, markup=True, soft_wrap=True)
             progress.advance(task)
 
         with progress:
