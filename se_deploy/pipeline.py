@@ -515,7 +515,8 @@ def _bench_stage(job: Job) -> Stage:
             for model, rep in acc["reports"].items():
                 for prec, e in rep["candidates"].items():
                     res.accuracy.append(Accuracy(model=model, precision=prec, metrics={
-                        k: v for k, v in e.items() if k != "model"}, data=acc.get("label") or "held-out set"))
+                        k: v for k, v in e.items() if k != "model"},
+                        data="synthetic held-out inputs" if acc.get("synthetic") else "held-out set"))
         if job.calib.exists() and (read_sidecar(job.calib) or {}).get("synthetic"):
             res.warnings.insert(0, SYNTHETIC_LABEL)
         res.run["pipeline"] = {"config": cfg.sections, "engines": man["reason"]}

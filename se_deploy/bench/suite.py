@@ -164,12 +164,10 @@ def _profile(c: Candidate, feed: dict, config: BenchConfig, batch: int, warnings
 
 
 def capture_environment(warnings: list[str]) -> dict:
-    try:
-        from se_deploy.envinfo import capture_environment as capture
-    except ImportError:
-        warnings.append("environment not captured: se_deploy.envinfo is not available in this install")
-        return {"captured": False}
-    return capture()
+    from se_deploy.envinfo import capture_environment as capture
+
+    # tegrastats is sampled during the timed run instead (see benchmark), not here
+    return capture(tegrastats_s=0)
 
 
 def benchmark(candidates: Sequence[Candidate], config: BenchConfig, *, models: Sequence[ModelInfo] = (),
@@ -188,7 +186,10 @@ def benchmark(candidates: Sequence[Candidate], config: BenchConfig, *, models: S
     profiles: list[Profile] = []
     series: dict[tuple[str, int], list[float]] = {}
 
+    from se_deploy.envinfo import TegrastatsSampler
+
     with contextlib.ExitStack() as stack:
+        power = stack.enter_context(TegrastatsSampler())  # Jetson board power during the run; no-op elsewhere
         runners = {}
         for c in candidates:
             say(f"loading {c.key} ({c.backend})")
@@ -235,6 +236,10 @@ def benchmark(candidates: Sequence[Candidate], config: BenchConfig, *, models: S
                     p = _profile(c, feeds[c.key], config, batch, warnings)
                     if p is not None:
                         profiles.append(p)
+        if power.available and isinstance(env, dict):
+            env.setdefault("jetson", {})
+            if isinstance(env["jetson"], dict):
+                env["jetson"]["tegrastats_during_run"] = power.summary()
 
     comparisons = []
     info = {m.name: m for m in models}
