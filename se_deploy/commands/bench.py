@@ -109,8 +109,8 @@ def register(command) -> None:
             write_report(results, html=html)
             console.print(f"report: {html}", markup=False)
 
-    @command("report", help="render RESULTS.json into a report (-o report.html or report.md), or merge several "
-                            "results files side by side (-o fleet.html or fleet.md).")
+    @command("report", help="Reports: 'report render RESULTS.json -o report.html|.md' renders one run; "
+                            "'report merge A.json B.json ... -o fleet.html|.md' puts runs side by side.")
     def report(
         action: ReportAction = typer.Argument(..., help="render: one results file; merge: two or more."),
         files: List[Path] = typer.Argument(..., metavar="RESULTS.json...", help="results.json files."),
