@@ -21,7 +21,7 @@ def _figure(w: float, h: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(w, h), dpi=100)
+    fig = Figure(figsize=(w, h), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
