@@ -198,13 +198,17 @@ def _bucket(rows: Iterable[tuple[str, float]], total_us: float) -> dict[str, dic
 
 
 def aggregate(nodes: Mapping[str, Mapping], mapping: Mapping[str, list[str]], se_node_names: set[str],
-              unattributed: list[str]) -> dict:
-    """Group per-node times by op type, with nodes whose originals are all SE nodes in one bucket."""
+              unattributed: list[str], neutral: set[str] = frozenset()) -> dict:
+    """Group per-node times by op type, with nodes whose originals are all SE nodes in one bucket.
+
+    ``neutral`` originals (the Q/DQ nodes onnxruntime fuses into a QLinear kernel) do not
+    decide membership: a QLinearMul made of an SE scale Mul and its Q/DQ is SE work."""
     total_us = sum(r["us"] for r in nodes.values())
     rows = []
     for name, r in sorted(nodes.items(), key=lambda kv: -kv[1]["us"]):
         orig = mapping.get(name, [])
-        in_se = [o in se_node_names for o in orig]
+        deciding = [o for o in orig if o not in neutral] or orig
+        in_se = [o in se_node_names for o in deciding]
         se = bool(orig) and all(in_se)
         mixed = any(in_se) and not se
         rows.append({"name": name, "op_type": r["op_type"], "provider": r["provider"], "ms": r["us"] / 1e3,
@@ -232,11 +236,30 @@ def _load(model_path_or_proto):
     return load_onnx(model_path_or_proto, check=False)
 
 
-def _detect_se_nodes(model) -> tuple[set[str], str | None]:
+_QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def _detect_se_nodes(model, path=None) -> tuple[set[str], str | None]:
+    """SE node names of ``model``. Q/DQ nodes hide the SE pattern from detection, so for a
+    quantized model the blocks are found in the float model its sidecar names
+    (``source_model``); quantization keeps the float node names, so they carry over."""
     try:
         from se_deploy.export.se_detect import find_se_blocks
 
-        return {n for b in find_se_blocks(model) for n in b.node_names if n}, None
+        names = {n for b in find_se_blocks(model) for n in b.node_names if n}
+        has_qdq = any(n.op_type in _QDQ_OPS for n in model.graph.node)
+        if names or not has_qdq or path is None:
+            return names, None
+        from se_deploy._util import read_sidecar
+
+        src = (read_sidecar(path) or {}).get("source_model")
+        if src and not Path(src).exists():  # recorded relative to another working directory
+            src = str(Path(path).parent / Path(src).name)
+        if not src or not Path(src).exists():
+            return names, "quantized model without a readable source_model in its sidecar: no SE grouping"
+        own = {n.name for n in model.graph.node}
+        source_names = {n for b in find_se_blocks(_load(src)) for n in b.node_names if n}
+        return source_names & own, f"SE blocks located in the float source model {src}"
     except Exception as e:  # grouping is a convenience; the per-op profile stands without it
         return set(), f"SE detection failed ({type(e).__name__}: {e})"
 
@@ -262,7 +285,8 @@ def profile_onnx(model_path_or_proto, feed: Mapping[str, np.ndarray], *, iters: 
     original = _load(model_path_or_proto)
     notes: list[str] = []
     if se_node_names is None:
-        se_node_names, note = _detect_se_nodes(original)
+        path = None if hasattr(model_path_or_proto, "graph") else model_path_or_proto
+        se_node_names, note = _detect_se_nodes(original, path)
         if note:
             notes.append(note)
     with tempfile.TemporaryDirectory(prefix="se-deploy-profile-") as tmp:
@@ -285,7 +309,8 @@ def profile_onnx(model_path_or_proto, feed: Mapping[str, np.ndarray], *, iters: 
             notes.append(f"optimized graph not readable ({type(e).__name__}); attribution by name only")
     nodes, runs = parse_trace(events, skip_runs=warmup)
     mapping, unattributed = attribute_nodes(original, optimized, nodes)
-    result = aggregate(nodes, mapping, set(se_node_names), unattributed)
+    qdq = {n.name for n in original.graph.node if n.op_type in _QDQ_OPS}
+    result = aggregate(nodes, mapping, set(se_node_names), unattributed, neutral=qdq)
     # Mean, like the per-node times: each run's kernels fit inside its model_run window, so
     # total_ms <= run_ms and the difference is onnxruntime's own per-run overhead.
     run_ms = statistics.fmean(runs) / 1e3

@@ -152,11 +152,8 @@ def _profile(c: Candidate, feed: dict, config: BenchConfig, batch: int, warnings
     if c.backend != "onnxruntime":
         warnings.append(f"per-op profile of {c.key} skipped: only the onnxruntime profiler is wired here")
         return None
-    try:
-        from se_deploy.bench.profile import profile_onnx
-    except ImportError:
-        warnings.append("per-op profile skipped: se_deploy.bench.profile is not available in this install")
-        return None
+    from se_deploy.bench.profile import profile_onnx
+
     res = profile_onnx(c.artifact, feed, iters=config.profile_iters, threads=config.threads)
     extra = {k: v for k, v in res.items() if k not in ("by_op", "nodes")}  # per-node detail is too long to keep
     return Profile(model=c.name, precision=c.precision, batch=batch, by_op=res["by_op"], source="onnxruntime",

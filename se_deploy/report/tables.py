@@ -146,12 +146,9 @@ def environment_table(r: Results, max_len: int = 200) -> Table:
     env = r.environment
     rows: list[list[str]] = []
     if isinstance(env, dict) and "cpu" in env:
-        try:
-            from se_deploy.envinfo import environment_rows
-        except ImportError:
-            environment_rows = None
-        if environment_rows is not None:
-            rows = [[str(k), str(v)] for k, v in environment_rows(env)]
+        from se_deploy.envinfo import environment_rows
+
+        rows = [[str(k), str(v)] for k, v in environment_rows(env)]
     if not rows:
         rows = [[k, v] for k, v in flatten(env)]
     rows = [[k, v if len(v) <= max_len else v[: max_len - 1] + "…"] for k, v in rows]

@@ -148,3 +148,26 @@ def test_bad_arguments():
         profile_onnx(se_graph(), {"input": _feed()["x"]}, iters=1)
     with pytest.raises(InputError, match="not found"):
         profile_onnx("/no/such/model.onnx", _feed(), iters=1)
+
+
+def test_quantized_model_groups_se_blocks_found_in_its_float_source(tmp_path):
+    # Q/DQ nodes hide the SE pattern; the float source named in the INT8 sidecar supplies the names,
+    # and a QLinear kernel fused from an SE node plus its Q/DQ counts as SE work.
+    from se_deploy.calibration.dataset import load_calibration
+    from se_deploy.calibration.preprocess import make_preprocess
+    from se_deploy.calibration.quantize import QuantConfig, quantize_int8
+
+    src = tmp_path / "se.onnx"
+    onnx.save(se_graph(), str(src))
+    calib = load_calibration(None, input_name="x", input_shape=(1, 3, 32, 32), preprocess=make_preprocess("none"),
+                             calib_size=8, seed=0, synthetic=True, progress=False)
+    q = tmp_path / "se.int8.onnx"
+    quantize_int8(src, q, calib, QuantConfig(target="cpu", method="minmax"))
+    qmodel = onnx.load(str(q))
+    assert any(n.op_type == "QuantizeLinear" for n in qmodel.graph.node)
+    r = profile_onnx(str(q), _feed(), iters=2, warmup=1)
+    assert any("float source model" in note for note in r["notes"])
+    se_rows = [n for n in r["nodes"] if n["se"]]
+    assert se_rows and r["se_blocks"]["ms"] > 0
+    assert {o for n in se_rows for o in n["original"]} >= {"se/fc1", "se/gate"}
+    assert SE_BUCKET in r["by_op"]
