@@ -275,8 +275,11 @@ def register(command) -> None:
         from se_deploy.errors import UsageError
 
         console = Console(highlight=False)
-        if not output_dir.is_dir():
-            raise UsageError(f"output folder does not exist: {output_dir}")
+        if output_dir.exists() and not output_dir.is_dir():
+            raise UsageError(f"output path is not a folder: {output_dir}")
+        if not output_dir.parent.is_dir():
+            raise UsageError(f"parent folder does not exist: {output_dir.parent}")
+        output_dir.mkdir(exist_ok=True)
         with console.status(f"training {model_name} on digits for {epochs} epochs"):
             trained = quick_train(model_name, seed=seed, epochs=epochs, image_size=image_size)
         console.print(f"trained {model_name}: held-out top-1 {trained.accuracy:.2f}% on {len(trained.y_test)} "
