@@ -253,7 +253,7 @@ def _detect_se_nodes(model, path=None) -> tuple[set[str], str | None]:
         from se_deploy._util import read_sidecar
 
         src = (read_sidecar(path) or {}).get("source_model")
-        if src and not Path(src).exists():  # recorded relative to another working directory
+        if src and not Path(src).exists():  # the run folder was moved: look beside the quantized model
             src = str(Path(path).parent / Path(src).name)
         if not src or not Path(src).exists():
             return names, "quantized model without a readable source_model in its sidecar: no SE grouping"

@@ -131,7 +131,7 @@ def convert_fp16(onnx_in: str | Path, onnx_out: str | Path, config: Fp16Config, 
     side = {
         "kind": "fp16",
         "status": status,
-        "source_model": str(onnx_in),
+        "source_model": str(Path(onnx_in).resolve()),
         "source_sha256": sha256_file(onnx_in),
         "config": config.to_dict(),
         "se_nodes_kept_float": se_kept,

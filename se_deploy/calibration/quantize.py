@@ -415,7 +415,7 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
     side = {
         "kind": "int8-qdq",
         "status": status,
-        "source_model": str(onnx_in),
+        "source_model": str(Path(onnx_in).resolve()),
         "source_sha256": sha256_file(onnx_in),
         "target": spec.name,
         "target_form": spec.description,

@@ -114,7 +114,12 @@ class CalibrationFeeder:
 
 @serves(10)
 def make_calibrator(trt, kind: str, feeder: CalibrationFeeder, store: CacheStore):
-    """A TensorRT 10 calibrator object of ``kind`` (entropy | minmax) over ``feeder``."""
+    """A TensorRT 10 calibrator object of ``kind`` (entropy | minmax) over ``feeder``.
+
+    The two classes repeat their bodies on purpose: each derives directly from its TensorRT
+    base so the static API check (``_api_check``) can verify every override against that
+    base's members in each TensorRT version; a shared mixin would hide them from it.
+    """
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
