@@ -9,6 +9,7 @@ the final name unless parity holds.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import tempfile
@@ -91,7 +92,7 @@ def _torch_export(module, cfg: ExportConfig, path: Path) -> None:
         if cfg.exporter == "dynamo":
             dyn = None
             if cfg.dynamic_batch:
-                params = list(__import__("inspect").signature(module.forward).parameters)
+                params = list(inspect.signature(module.forward).parameters)
                 dyn = {params[0]: {0: torch.export.Dim("batch", min=1, max=4096)}}
             prog = torch.onnx.export(module, (x,), dynamo=True, input_names=[cfg.input_name],
                                      output_names=[cfg.output_name], opset_version=cfg.opset,
