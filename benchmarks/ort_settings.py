@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from se_deploy.bench.harness import run_interleaved
     from se_deploy.bench.profile import SE_BUCKET, profile_onnx
     from se_deploy.bench.stats import percentile, ratio_interval
-    from se_deploy.engines.registry import create_runner
+    from se_deploy.runtime.registry import create_runner
     from se_deploy.envinfo import capture_environment, environment_rows
     from se_deploy.export.se_detect import find_se_blocks
     from se_deploy.export.torch_export import export_model

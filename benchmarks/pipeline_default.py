@@ -19,7 +19,7 @@ from se_deploy.envinfo import capture_environment, environment_rows
 from se_deploy.pipeline import load_config, run_pipeline
 from se_deploy.report import tables
 from se_deploy.report.markdown import md_table
-from se_deploy.report.schema import load_results
+from se_deploy.bench.results import load_results
 
 
 def main() -> None:

@@ -76,7 +76,7 @@ def export(name: str, path: Path, size: int) -> Path:
 
 def time_models(models: dict[str, Path], x: np.ndarray, threads: int, min_s: float, max_iters: int) -> dict:
     from se_deploy.bench.harness import run_interleaved
-    from se_deploy.engines.onnxruntime import OrtConfig, OrtRunner
+    from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
 
     runners = {k: OrtRunner(str(p), OrtConfig(threads=threads)) for k, p in models.items()}
     for r in runners.values():

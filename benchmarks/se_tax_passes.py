@@ -169,7 +169,7 @@ def fold_study(model_name: str, work: Path, thresholds=(0.01, 0.02, 0.05, 0.1)) 
     the 540 held-out images, which neither training nor the statistics saw.
     """
     from se_deploy.calibration.train import export_trained, quick_train
-    from se_deploy.engines.onnxruntime import run_onnx
+    from se_deploy.runtime.onnxruntime import run_onnx
     from se_deploy.export.passes import PassOptions, fuse_default, run_passes
     import onnx
 

@@ -496,7 +496,7 @@ def _bench_stage(job: Job) -> Stage:
 
     def run() -> str:
         from se_deploy.bench.suite import BenchConfig, Candidate, benchmark, model_info
-        from se_deploy.report.schema import Accuracy, save_results
+        from se_deploy.bench.results import Accuracy, save_results
 
         man = json.loads(job.engines.read_text())
         b = cfg["bench"]
@@ -533,7 +533,7 @@ def _report_stage(job: Job) -> Stage:
 
     def run() -> str:
         from se_deploy.report.render import write_report
-        from se_deploy.report.schema import load_results
+        from se_deploy.bench.results import load_results
 
         r = cfg["report"]
         if not (r["html"] or r["markdown"]):

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from se_deploy.cli import app
 from se_deploy.commands.doctor import _print_report, diagnose, doctor_report
-from se_deploy.engines.registry import BackendInfo
+from se_deploy.runtime.registry import BackendInfo
 from se_deploy.envinfo import capture_environment
 from tests.test_envinfo import (ORIN_CLOCKS_DYNAMIC, ORIN_MODEL, ORIN_NVPMODEL, ORIN_RELEASE, SMI_HEADER, SMI_QUERY,
                                 Recorded)

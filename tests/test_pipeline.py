@@ -9,7 +9,7 @@ from se_deploy._util import read_sidecar, sha256_file
 from se_deploy.cli import app
 from se_deploy.errors import ConfigError
 from se_deploy.pipeline import DEFAULT_CONFIG, PipelineConfig, load_config
-from se_deploy.report.schema import load_results
+from se_deploy.bench.results import load_results
 
 SMALL = """
 [run]

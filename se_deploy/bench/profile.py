@@ -276,7 +276,7 @@ def profile_onnx(model_path_or_proto, feed: Mapping[str, np.ndarray], *, iters: 
     ``total_ms`` (sum of kernel times per run), ``run_ms`` (mean ``model_run``),
     ``overhead_ms`` and the settings used.
     """
-    from se_deploy.engines.onnxruntime import OrtConfig, OrtRunner
+    from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
 
     if not isinstance(iters, int) or iters < 1:
         raise UsageError(f"profile iterations must be >= 1, got {iters!r}")

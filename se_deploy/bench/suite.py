@@ -17,7 +17,7 @@ import numpy as np
 from se_deploy.bench.harness import run_interleaved
 from se_deploy.bench.stats import noise_warning, se_tax, summarize, throughput
 from se_deploy.errors import BenchmarkError, UsageError
-from se_deploy.report.schema import Comparison, Measurement, ModelInfo, Profile, Results
+from se_deploy.bench.results import Comparison, Measurement, ModelInfo, Profile, Results
 
 MODES = ("singlestream", "offline")
 BACKENDS = ("onnxruntime", "tensorrt", "torch")
@@ -84,7 +84,7 @@ class Candidate:
 
 def make_runner(c: Candidate, threads: int = 0):
     """A (not yet activated) runner for ``c`` from the engine registry."""
-    from se_deploy.engines.registry import create_runner
+    from se_deploy.runtime.registry import create_runner
 
     if c.backend not in BACKENDS:
         raise UsageError(f"backend {c.backend!r} is not one of {', '.join(BACKENDS)}")

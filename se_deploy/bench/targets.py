@@ -12,7 +12,7 @@ from pathlib import Path
 
 from se_deploy.bench.suite import BACKENDS, Candidate, model_info
 from se_deploy.errors import InputError, UsageError
-from se_deploy.report.schema import ModelInfo
+from se_deploy.bench.results import ModelInfo
 
 PLAN_SUFFIXES = (".plan", ".engine", ".trt")
 

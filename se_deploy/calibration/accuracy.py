@@ -22,7 +22,7 @@ MAX_EVAL_BATCH = 64
 
 def run_model(model: str | Path, data: CalibrationSet, *, threads: int = 0) -> np.ndarray:
     """The first output of ``model`` over every sample of ``data`` (batched as the model allows)."""
-    from se_deploy.engines.onnxruntime import OrtConfig, OrtRunner
+    from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
 
     with OrtRunner(model, OrtConfig(threads=threads)) as runner:
         inputs = runner.inputs

@@ -84,7 +84,7 @@ def register(command) -> None:
         from se_deploy.bench.targets import prepare
         from se_deploy.cli import console, err_console
         from se_deploy.report.render import write_report
-        from se_deploy.report.schema import save_results
+        from se_deploy.bench.results import save_results
 
         check_output_path(output)
         if html is not None:
@@ -120,7 +120,7 @@ def register(command) -> None:
         from se_deploy._util import check_output_path, write_text_atomic
         from se_deploy.cli import console
         from se_deploy.errors import UsageError
-        from se_deploy.report.schema import load_results
+        from se_deploy.bench.results import load_results
 
         suffix = output.suffix.lower()
         if suffix not in (".html", ".htm", ".md"):

@@ -11,7 +11,7 @@ UNKNOWN = "unknown"
 
 def diagnose(env: dict, backends: list[dict]) -> list[dict]:
     """Missing pieces as ``{"component", "why", "install"}``, most important first."""
-    from se_deploy.engines.registry import install_hint
+    from se_deploy.runtime.registry import install_hint
 
     jetson = bool(env.get("jetson", {}).get("is_jetson")) if isinstance(env.get("jetson"), dict) else False
     missing: list[dict] = []
@@ -50,7 +50,7 @@ def diagnose(env: dict, backends: list[dict]) -> list[dict]:
 
 def doctor_report(env: dict | None = None, backends: list | None = None) -> dict:
     """The full doctor report as a JSON-ready dict (``env``/``backends`` injectable for tests)."""
-    from se_deploy.engines.registry import list_backends
+    from se_deploy.runtime.registry import list_backends
     from se_deploy.envinfo import capture_environment
 
     if env is None:

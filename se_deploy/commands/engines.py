@@ -20,9 +20,9 @@ def run_build_engine(*, onnx: Path, output: Path | None, fp16: bool, int8: bool,
                      gpu_fallback: bool, print_trtexec: bool, trt_version: int | None, cuda_api: str | None) -> None:
     """The command body: validate, then build, or print the trtexec equivalent (stdout) and explain (one line)."""
     from se_deploy.engines.tensorrt import builder as trt_builder
-    from se_deploy.engines.tensorrt._trt import trt_major
+    from se_deploy.runtime.tensorrt._trt import trt_major
     from se_deploy.engines.tensorrt.config import BuildConfig, parse_batch_range
-    from se_deploy.engines.tensorrt.cuda import get_cuda_api
+    from se_deploy.runtime.tensorrt.cuda import get_cuda_api
     from se_deploy.errors import EngineError, MissingDependencyError, UsageError
 
     cfg = BuildConfig(

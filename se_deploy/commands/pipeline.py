@@ -64,7 +64,7 @@ def register(command) -> None:
                 raise type(e)(f"pipeline stopped: {e}") from None
         if job.results.exists():
             from se_deploy.commands.bench import print_summary
-            from se_deploy.report.schema import load_results
+            from se_deploy.bench.results import load_results
 
             print_summary(load_results(job.results), console)
         where = job.report_html if job.report_html.exists() else job.report_md

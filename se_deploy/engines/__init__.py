@@ -1,5 +1,5 @@
-"""Engines: one runner interface over onnxruntime, TensorRT and eager PyTorch."""
+"""Engine build: turning an ONNX that calibration/fp16 already prepared into a TensorRT plan.
 
-from se_deploy.engines.base import IOSpec, Runner, Timing
-
-__all__ = ["IOSpec", "Runner", "Timing"]
+This is the last build stage and sits above calibration; running a plan is the runtime's job
+(:mod:`se_deploy.runtime.tensorrt`).
+"""

@@ -109,7 +109,7 @@ def check_parity(module, onnx_model, cfg: ExportConfig) -> dict:
     """Run PyTorch and onnxruntime on the same probe inputs; return the worst errors per probe."""
     import torch
 
-    from se_deploy.engines.onnxruntime import OrtRunner
+    from se_deploy.runtime.onnxruntime import OrtRunner
 
     results = []
     with OrtRunner(onnx_model) as runner:

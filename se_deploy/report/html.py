@@ -13,7 +13,7 @@ from typing import Mapping
 from se_deploy.report import tables
 from se_deploy.report.markdown import headline
 from se_deploy.report.plots import PLOT_FILES
-from se_deploy.report.schema import Results
+from se_deploy.bench.results import Results
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222;

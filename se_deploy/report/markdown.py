@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from se_deploy.report import tables
-from se_deploy.report.schema import Results
+from se_deploy.bench.results import Results
 
 
 def _cell(s: str) -> str:

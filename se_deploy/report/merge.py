@@ -9,7 +9,7 @@ from se_deploy.report import tables
 from se_deploy.report.html import esc, html_table, img, page
 from se_deploy.report.markdown import md_table
 from se_deploy.report.plots import _figure, _png, _t
-from se_deploy.report.schema import Results, device_label
+from se_deploy.bench.results import Results, device_label
 
 Table = tables.Table
 

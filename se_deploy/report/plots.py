@@ -8,7 +8,7 @@ from pathlib import Path
 
 from se_deploy._util import write_bytes_atomic
 from se_deploy.report import tables
-from se_deploy.report.schema import Results
+from se_deploy.bench.results import Results
 
 PLOT_FILES = {
     "latency_vs_batch": "Latency vs batch size",

@@ -9,7 +9,7 @@ from se_deploy._util import check_output_path, write_text_atomic
 from se_deploy.report.html import render_html
 from se_deploy.report.markdown import render_markdown
 from se_deploy.report.plots import PLOT_FILES, render_plots, write_plots
-from se_deploy.report.schema import Results
+from se_deploy.bench.results import Results
 
 
 def write_report(results: Results, *, html: str | os.PathLike | None = None, md: str | os.PathLike | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from se_deploy.report.schema import Results
+from se_deploy.bench.results import Results
 
 Table = tuple[list[str], list[list[str]]]
 

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from se_deploy.cli import app
-from se_deploy.report.schema import load_results
+from se_deploy.bench.results import load_results
 
 runner = CliRunner()
 FAST = ["--warmup-s", "0.05", "--min-iters", "4", "--min-duration-s", "0", "--max-iters", "4"]
@@ -95,7 +95,7 @@ def test_bad_input_is_one_line(args, code, msg, tmp_path, monkeypatch):
 
 def test_report_render_and_merge_cli(tmp_path):
     from tests.report.conftest import build_results
-    from se_deploy.report.schema import save_results
+    from se_deploy.bench.results import save_results
 
     a = save_results(build_results(cpu="Orin"), tmp_path / "a.json")
     b = save_results(build_results(cpu="EPYC", factor=1.3, seed=3), tmp_path / "b.json")

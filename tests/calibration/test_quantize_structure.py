@@ -12,7 +12,7 @@ from onnx import numpy_helper
 from se_deploy.calibration.dataset import CalibrationSet
 from se_deploy.calibration.fp16 import Fp16Config, convert_fp16
 from se_deploy.calibration.quantize import QuantConfig, qdq_facts, quantize_int8
-from se_deploy.engines.onnxruntime import run_onnx
+from se_deploy.runtime.onnxruntime import run_onnx
 from se_deploy.errors import CalibrationError, UsageError
 from se_deploy.export.se_detect import find_se_blocks
 from se_deploy.numerics import compare_arrays

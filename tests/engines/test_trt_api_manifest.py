@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from se_deploy.engines.tensorrt._api_check import (DLA_VERSIONS, Finding, check_files, load_manifests,
+from tools.trt_api_check import (DLA_VERSIONS, Finding, check_files, load_manifests,
                                                    package_files)
 from se_deploy.engines.tensorrt.config import BuildConfig, OnnxPrecision, plan_precision
 from se_deploy.engines.tensorrt.trtexec import TrtexecCommand, check_trtexec_flags, trtexec_command, trtexec_problems
@@ -56,7 +56,7 @@ def test_tensorrt_layer_uses_only_existing_names(real):
 def test_every_tensorrt_module_is_checked():
     names = {p.name for p in package_files()}
     assert {"builder.py", "runner.py", "calibrator.py", "cuda.py", "_trt.py"} <= names
-    assert "_api_check.py" not in names
+    assert "trt_api_check.py" not in names
 
 
 def _versions_of(uses, name):
@@ -128,10 +128,10 @@ def test_version_guards_narrow_and_complement(tmp_path, manifests):
 
 
 def test_checker_command_line_exit_codes():
-    ok = subprocess.run([sys.executable, "-m", "se_deploy.engines.tensorrt._api_check", str(MANIFESTS)],
+    ok = subprocess.run([sys.executable, "-m", "tools.trt_api_check", str(MANIFESTS)],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    bad = subprocess.run([sys.executable, "-m", "se_deploy.engines.tensorrt._api_check", str(MANIFESTS),
+    bad = subprocess.run([sys.executable, "-m", "tools.trt_api_check", str(MANIFESTS),
                           str(FIXTURE)], capture_output=True, text=True)
     assert bad.returncode == 1
     assert "BuilderFlag.INT8 is missing from TensorRT 11.0, 11.1" in bad.stdout

@@ -12,7 +12,7 @@ import pytest
 
 from se_deploy.calibration.trt_cache import read_calibration_cache, write_calibration_cache
 from se_deploy.engines.tensorrt.calibrator import CacheStore, CalibrationFeeder, calibration_batches
-from se_deploy.engines.tensorrt.cuda import DeviceBuffer
+from se_deploy.runtime.tensorrt.cuda import DeviceBuffer
 from se_deploy.errors import CalibrationError, InputError
 
 CACHE = (b"TRT-100300-EntropyCalibration2\n"

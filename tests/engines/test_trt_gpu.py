@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from se_deploy.cli import app
-from se_deploy.engines.onnxruntime import run_onnx
+from se_deploy.runtime.onnxruntime import run_onnx
 from se_deploy.numerics import compare_arrays
 
 pytestmark = pytest.mark.gpu
@@ -50,7 +50,7 @@ def _build(workdir, name, *flags):
 
 
 def _compare(workdir, plan, *, cuda_graph=False):
-    from se_deploy.engines.tensorrt.runner import TrtRunner
+    from se_deploy.runtime.tensorrt.runner import TrtRunner
 
     x = np.random.default_rng(1).standard_normal((BATCH, 3, 64, 64)).astype(np.float32)
     ref = run_onnx(str(workdir / "se_resnet18.onnx"), {"input": x})
@@ -98,7 +98,7 @@ def test_int8_calibrator_engine_on_tensorrt10(workdir):
 
 
 def test_cuda_graph_replay_gives_the_same_outputs(workdir):
-    from se_deploy.engines.tensorrt.cuda import get_cuda_api
+    from se_deploy.runtime.tensorrt.cuda import get_cuda_api
 
     if get_cuda_api().name != "cuda-python":
         pytest.skip("CUDA-graph replay uses cuda-python")
@@ -111,7 +111,7 @@ def test_cuda_graph_replay_gives_the_same_outputs(workdir):
 
 
 def test_plan_from_another_tensorrt_is_refused(workdir):
-    from se_deploy.engines.tensorrt.runner import TrtRunner
+    from se_deploy.runtime.tensorrt.runner import TrtRunner
     from se_deploy.errors import EngineError
 
     plan = workdir / "fp16.plan"

@@ -6,7 +6,7 @@ import onnx
 import pytest
 import torch
 
-from se_deploy.engines.onnxruntime import run_onnx
+from se_deploy.runtime.onnxruntime import run_onnx
 from se_deploy.errors import ExportError, UsageError
 from se_deploy.export.torch_export import ExportConfig, export_model
 from se_deploy.models import create_model, list_models

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from se_deploy.engines.onnxruntime import run_onnx
+from se_deploy.runtime.onnxruntime import run_onnx
 from se_deploy.export import passes as P
 from se_deploy.export.se_detect import find_se_blocks
 from tests.export.se_graphs import SESpec, all_variant_specs, export_zoo, input_shape, make_se_model
@@ -339,7 +339,7 @@ def test_expand_gate_skips_blocks_it_cannot_prove():
 
 def test_expand_gate_keeps_onnxruntime_in_the_blocked_layout():
     """Structural check of the optimised graph (no timing): fewer layout reorders after expand-gate."""
-    from se_deploy.engines.onnxruntime import OrtConfig, OrtRunner
+    from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
 
     def optimised_ops(model, path):
         with OrtRunner(model, OrtConfig(graph_optimization="all", optimized_model_path=str(path), threads=1)):

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from se_deploy.cli import app
-from se_deploy.engines.onnxruntime import run_onnx
+from se_deploy.runtime.onnxruntime import run_onnx
 from se_deploy.export.se_detect import find_se_blocks
 from tests.export.se_graphs import SESpec, make_se_model
 

@@ -13,7 +13,7 @@ import random
 import numpy as np
 import pytest
 
-from se_deploy.engines.onnxruntime import run_onnx
+from se_deploy.runtime.onnxruntime import run_onnx
 from se_deploy.export import passes as P
 from se_deploy.export.se_detect import find_se_blocks
 from tests.export.se_graphs import (ACTS, CONSUMERS, DEFECTS, FCS, GATES, NON_MATCH_DEFECTS, PRODUCERS, RESHAPES,

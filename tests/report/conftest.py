@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from se_deploy.bench.stats import se_tax, summarize, throughput
-from se_deploy.report.schema import Accuracy, Comparison, Measurement, ModelInfo, Profile, Results
+from se_deploy.bench.results import Accuracy, Comparison, Measurement, ModelInfo, Profile, Results
 
 EVIL = '<script>alert("x")</script>&|pipe'
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from se_deploy.errors import InputError
-from se_deploy.report.schema import SCHEMA_VERSION, Results, device_label, load_results, save_results
+from se_deploy.bench.results import SCHEMA_VERSION, Results, device_label, load_results, save_results
 
 
 def test_round_trip_through_a_file_is_lossless(results, tmp_path):

@@ -3,7 +3,7 @@
 The TensorRT-touching functions are thin and follow the conventions in ``_trt.py``
 (``trt`` from :func:`load_tensorrt`, the major version in ``major``, TensorRT objects in
 variables whose type is decidable from where they were made, version-specific functions
-marked with :func:`serves`). ``_api_check.py`` checks every TensorRT name used here
+marked with :func:`serves`). ``tools/trt_api_check.py`` checks every TensorRT name used here
 against the API manifests of each version that runs it.
 
 Everything before the TensorRT calls (reading the ONNX, the precision plan, the Q/DQ or
@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from se_deploy._util import check_output_path, sha256_file, write_bytes_atomic
-from se_deploy.engines.tensorrt._trt import load_tensorrt, serves, trt_major
+from se_deploy.runtime.tensorrt._trt import load_tensorrt, serves, trt_major
 from se_deploy.engines.tensorrt.calibrator import CacheStore, CalibrationFeeder, calibration_batches, make_calibrator
 from se_deploy.engines.tensorrt.config import BuildConfig, OnnxPrecision, PrecisionPlan, plan_precision
-from se_deploy.engines.tensorrt.cuda import CudaApi, get_cuda_api
+from se_deploy.runtime.tensorrt.cuda import CudaApi, get_cuda_api
 from se_deploy.engines.tensorrt.inspector import parse_engine_information
 from se_deploy.engines.tensorrt.onnx_model import GraphInput, graph_inputs, onnx_precision, profile_shapes
-from se_deploy.engines.tensorrt.plan_meta import DeviceInfo, plan_metadata, write_plan_metadata
+from se_deploy.runtime.tensorrt.plan_meta import DeviceInfo, plan_metadata, write_plan_metadata
 from se_deploy.engines.tensorrt.trtexec import TrtexecCommand, trtexec_command
 from se_deploy.errors import (CalibrationError, EngineError, InternalError, MissingDependencyError,
                               QuantizationError, UsageError)

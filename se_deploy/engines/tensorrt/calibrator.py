@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 
 from se_deploy._util import atomic_output
-from se_deploy.engines.tensorrt._trt import serves
+from se_deploy.runtime.tensorrt._trt import serves
 from se_deploy.errors import CalibrationError, InputError
 
 ALGORITHMS = {"entropy": "EntropyCalibration2", "minmax": "MinMaxCalibration"}
@@ -117,7 +117,7 @@ def make_calibrator(trt, kind: str, feeder: CalibrationFeeder, store: CacheStore
     """A TensorRT 10 calibrator object of ``kind`` (entropy | minmax) over ``feeder``.
 
     The two classes repeat their bodies on purpose: each derives directly from its TensorRT
-    base so the static API check (``_api_check``) can verify every override against that
+    base so the static API check (``tools/trt_api_check.py``) can verify every override against that
     base's members in each TensorRT version; a shared mixin would hide them from it.
     """
 

@@ -74,7 +74,7 @@ def verification_feeds(model, options: PassOptions) -> list[tuple[str, dict[str,
 
 
 def _run(model, feeds: Sequence[tuple[str, Mapping[str, np.ndarray]]]) -> list[list[np.ndarray]]:
-    from se_deploy.engines.onnxruntime import OrtConfig, OrtRunner
+    from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
 
     outs = []
     with OrtRunner(model, OrtConfig(threads=0)) as r:

@@ -25,7 +25,7 @@ def gate_statistics(model, matches, feeds) -> dict[str, np.ndarray]:
     import onnx
     import onnx_ir as ir
 
-    from se_deploy.engines.onnxruntime import OrtConfig, OrtRunner
+    from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
 
     proto = ir.to_proto(model)
     names = [m.gate_value.name for m in matches]  # scale node -> gate values, below

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from se_deploy.engines.base import Runner
-from se_deploy.engines.onnxruntime import OrtRunner
-from se_deploy.engines.registry import (BackendInfo, backend_names, create_runner, install_hint, is_jetson,
+from se_deploy.runtime.base import Runner
+from se_deploy.runtime.onnxruntime import OrtRunner
+from se_deploy.runtime.registry import (BackendInfo, backend_names, create_runner, install_hint, is_jetson,
                                         list_backends)
-from se_deploy.engines.torch import TorchRunner
+from se_deploy.runtime.torch import TorchRunner
 from se_deploy.errors import MissingDependencyError, UsageError
-from tests.engines.test_onnxruntime_runner import export_tiny, tiny_se_net
+from tests.runtime.test_onnxruntime_runner import export_tiny, tiny_se_net
 
 
 def test_list_backends_reports_this_machine():

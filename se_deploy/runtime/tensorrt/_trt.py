@@ -1,7 +1,7 @@
 """Loading TensorRT lazily, and marking which TensorRT major version a code path serves.
 
 Conventions that every module in this package follows (the static API check in
-``_api_check.py`` relies on them, see its docstring):
+``tools/trt_api_check.py`` relies on them, see its docstring):
 
 * The ``tensorrt`` module is always bound to the local name ``trt``, obtained from
   :func:`load_tensorrt` inside the function that needs it. Nothing imports TensorRT at

@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from se_deploy.engines.tensorrt.runner import TrtRunner
+from se_deploy.runtime.tensorrt.runner import TrtRunner
 from se_deploy.errors import EngineError, InputError, MissingDependencyError
 
 

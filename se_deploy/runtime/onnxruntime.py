@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from se_deploy.engines.base import IOSpec, Runner, Timing
+from se_deploy.runtime.base import IOSpec, Runner, Timing
 from se_deploy.errors import EngineError, InputError, UsageError
 
 _ORT_TYPES = {

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from se_deploy.engines.onnxruntime import OrtConfig, OrtRunner
-from se_deploy.engines.torch import TorchConfig, TorchRunner
+from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
+from se_deploy.runtime.torch import TorchConfig, TorchRunner
 from se_deploy.errors import EngineError, InputError, ModelError, UsageError
 from se_deploy.numerics import compare_arrays
-from tests.engines.test_onnxruntime_runner import export_tiny, tiny_se_net
+from tests.runtime.test_onnxruntime_runner import export_tiny, tiny_se_net
 
 
 def _x(batch, seed=0, hw=32):

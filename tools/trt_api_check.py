@@ -3,7 +3,7 @@
 TensorRT cannot be installed where se-deploy is developed, so a misspelt attribute or a
 call that TensorRT 11 removed would otherwise only show up on a user's device. This reads
 the source (the AST; TensorRT is never imported) of every module in
-``se_deploy/engines/tensorrt`` and checks each TensorRT name against the API manifests
+``se_deploy/runtime/tensorrt`` and ``se_deploy/engines/tensorrt`` and checks each TensorRT name against the API manifests
 (one JSON per TensorRT release: classes/enums with their members, module-level names).
 
 What counts as a TensorRT name (the conventions in ``_trt.py`` make these decidable, and
@@ -29,7 +29,7 @@ Which versions a name must exist in:
   10.7; 11.0/11.1 have no DLA) unless they sit under an ``if`` testing
   ``num_DLA_cores`` (body, or after an ``if ...num_DLA_cores...: raise``).
 
-Run as ``python -m se_deploy.engines.tensorrt._api_check MANIFEST_DIR [FILES...]``.
+Run as ``python -m tools.trt_api_check MANIFEST_DIR [FILES...]``.
 """
 
 from __future__ import annotations
@@ -478,16 +478,20 @@ def check_files(files: Iterable[str | Path], manifests: dict[str, Manifest], roo
     return findings, uses
 
 
+#: The folders holding se-deploy's TensorRT code: the runtime (runner, CUDA) and the engine build.
+TRT_DIRS = ("se_deploy/runtime/tensorrt", "se_deploy/engines/tensorrt")
+
+
 def package_files() -> list[Path]:
-    """Every module of the TensorRT layer (this checker excluded)."""
-    here = Path(__file__).resolve().parent
-    return sorted(p for p in here.glob("*.py") if p.name != Path(__file__).name)
+    """Every module of se-deploy's TensorRT layer, runtime and engine build."""
+    root = Path(__file__).resolve().parent.parent
+    return sorted(p for d in TRT_DIRS for p in (root / d).glob("*.py"))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
-        print("usage: python -m se_deploy.engines.tensorrt._api_check MANIFEST_DIR [FILES...]", file=sys.stderr)
+        print("usage: python -m tools.trt_api_check MANIFEST_DIR [FILES...]", file=sys.stderr)
         return 2
     manifests = load_manifests(argv[0])
     files = [Path(a) for a in argv[1:]] or package_files()

@@ -6,7 +6,7 @@ change; that lets an optional CUDA graph be captured per input shape (one enqueu
 then capture and replay). Each call records host->device copy, compute and
 device->host copy separately (CUDA events).
 
-Follows the conventions in ``_trt.py``; ``_api_check.py`` checks its TensorRT names.
+Follows the conventions in ``_trt.py``; ``tools/trt_api_check.py`` checks its TensorRT names.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from se_deploy.engines.base import IOSpec, Runner
-from se_deploy.engines.tensorrt._trt import load_tensorrt, trt_major
-from se_deploy.engines.tensorrt.cuda import CudaApi, DeviceBuffer, get_cuda_api
-from se_deploy.engines.tensorrt.plan_meta import DeviceInfo, check_plan_compatible, read_plan_metadata
+from se_deploy.runtime.base import IOSpec, Runner
+from se_deploy.runtime.tensorrt._trt import load_tensorrt, trt_major
+from se_deploy.runtime.tensorrt.cuda import CudaApi, DeviceBuffer, get_cuda_api
+from se_deploy.runtime.tensorrt.plan_meta import DeviceInfo, check_plan_compatible, read_plan_metadata
 from se_deploy.errors import EngineError, InputError
 
 if TYPE_CHECKING:  # annotations only; TensorRT is imported lazily at run time

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-from se_deploy.engines.onnxruntime import OrtConfig, OrtRunner, run_onnx
+from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner, run_onnx
 from se_deploy.errors import EngineError, InputError, UsageError
 
 
@@ -164,7 +164,7 @@ def test_zoo_models_end_to_end_match_pytorch(name, tmp_path):
     """A zoo model through se-deploy's export (simplified, SE passes applied) runs under
     onnxruntime, agrees with its sidecar's I/O, and matches eager PyTorch at another batch size."""
     from se_deploy._util import read_sidecar
-    from se_deploy.engines.torch import TorchConfig, TorchRunner
+    from se_deploy.runtime.torch import TorchConfig, TorchRunner
     from se_deploy.export.torch_export import export_model
     from se_deploy.models import create_model
     from se_deploy.numerics import compare_arrays

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from se_deploy.engines.tensorrt.plan_meta import (DeviceInfo, check_plan_compatible, plan_metadata, plan_mismatches,
+from se_deploy.runtime.tensorrt.plan_meta import (DeviceInfo, check_plan_compatible, plan_metadata, plan_mismatches,
                                                   read_plan_metadata, write_plan_metadata)
 from se_deploy.errors import EngineError
 

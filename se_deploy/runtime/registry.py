@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from se_deploy.engines.base import Runner
+from se_deploy.runtime.base import Runner
 from se_deploy.errors import MissingDependencyError, UsageError
 
 
@@ -126,7 +126,7 @@ def _probe_tensorrt(jetson: bool) -> BackendInfo:
 
 # --------------------------------------------------------------------------- factories
 def _ort_factory(artifact, options: dict) -> Runner:
-    from se_deploy.engines.onnxruntime import OrtConfig, OrtRunner
+    from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
 
     # A runner asked for by name serves deployment and benchmarks: use the GPU providers when
     # installed. (OrtConfig's own default stays CPU, the reference for numerical proofs.)
@@ -138,7 +138,7 @@ _TORCH_MODEL_KWARGS = ("num_classes", "reduction", "se_gate", "se_fc")
 
 
 def _torch_factory(artifact, options: dict) -> Runner:
-    from se_deploy.engines.torch import TorchConfig, TorchRunner
+    from se_deploy.runtime.torch import TorchConfig, TorchRunner
 
     model_kwargs = {k: options.pop(k) for k in list(options) if k in _TORCH_MODEL_KWARGS}
     if "input_shape" in options and isinstance(options["input_shape"], str):
@@ -151,9 +151,9 @@ def _torch_factory(artifact, options: dict) -> Runner:
 
 def _trt_factory(artifact, options: dict) -> Runner:
     try:
-        module = importlib.import_module("se_deploy.engines.tensorrt.runner")
+        module = importlib.import_module("se_deploy.runtime.tensorrt.runner")
     except ModuleNotFoundError as e:
-        if e.name == "se_deploy.engines.tensorrt.runner":
+        if e.name == "se_deploy.runtime.tensorrt.runner":
             raise MissingDependencyError("the TensorRT runner is not part of this se-deploy install") from None
         raise
     cls = module.TrtRunner

@@ -9,7 +9,7 @@ from typing import Mapping
 
 import numpy as np
 
-from se_deploy.engines.base import IOSpec, Runner
+from se_deploy.runtime.base import IOSpec, Runner
 from se_deploy.errors import EngineError, UsageError
 
 _DTYPES = ("float32", "float16", "bfloat16")
