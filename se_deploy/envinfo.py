@@ -12,6 +12,8 @@ a workstation with nvidia-smi).
 
 from __future__ import annotations
 
+from se_deploy.errors import first_line
+
 import importlib
 import importlib.metadata
 import os
@@ -105,7 +107,7 @@ def _tensorrt_probe() -> dict:
     try:
         trt = importlib.import_module("tensorrt")
     except Exception as e:  # ImportError, or a stub wheel failing at import time
-        out["import_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+        out["import_error"] = f"{type(e).__name__}: {first_line(e)}".rstrip(": ")
         return out
     out["version"] = str(getattr(trt, "__version__", UNKNOWN))
     try:

@@ -81,3 +81,11 @@ class BenchmarkError(SeDeployError):
 
 class InternalError(Exception):
     """A bug in se-deploy itself, not a user error."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name: what a one-line error quotes."""
+    for line in str(exc).strip().splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__

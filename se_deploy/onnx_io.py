@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from se_deploy._util import atomic_output
-from se_deploy.errors import InputError
+from se_deploy.errors import InputError, first_line
 
 # Protobuf cannot serialise a single message over 2 GB; above this we switch to external data.
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2
@@ -33,7 +33,7 @@ def load_onnx(path: str | os.PathLike, *, check: bool = True):
         try:
             onnx.checker.check_model(model)
         except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = first_line(e)
             raise InputError(f"invalid ONNX model {p}: {msg}") from None
     return model
 

@@ -15,8 +15,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from se_deploy.bench.harness import run_interleaved
+from se_deploy.bench.profile import profile_runner
 from se_deploy.bench.stats import noise_warning, se_tax, summarize, throughput
 from se_deploy.errors import BenchmarkError, UsageError
+from se_deploy.runtime.registry import capabilities, create_runner
 from se_deploy.bench.results import Comparison, Measurement, ModelInfo, Profile, Results
 
 MODES = ("singlestream", "offline")
@@ -82,20 +84,24 @@ class Candidate:
         return f"{self.name}/{self.precision}"
 
 
-def make_runner(c: Candidate, threads: int = 0):
-    """A (not yet activated) runner for ``c`` from the engine registry."""
-    from se_deploy.runtime.registry import create_runner
+def runner_options(backend: str, threads: int = 0, options: dict | None = None) -> dict:
+    """The options bench passes to ``backend``: the thread count where it honours one, and busy-waiting
+    off where its idle threads would otherwise spin (they steal cores from the candidate that runs next
+    in the interleaved loop)."""
+    caps = capabilities(backend)
+    opts = dict(options or {})
+    if caps.threads and threads:
+        opts.setdefault("threads", threads)
+    if caps.spinning:
+        opts.setdefault("allow_spinning", False)
+    return opts
 
+
+def make_runner(c: Candidate, threads: int = 0):
+    """A (not yet activated) runner for ``c`` from the runtime registry."""
     if c.backend not in BACKENDS:
         raise UsageError(f"backend {c.backend!r} is not one of {', '.join(BACKENDS)}")
-    opts = dict(c.options)
-    if c.backend == "onnxruntime":
-        if threads:
-            opts.setdefault("threads", threads)
-        # Idle onnxruntime threads busy-wait by default and would steal cores from the
-        # candidate that runs next in the interleaved loop.
-        opts.setdefault("allow_spinning", False)
-    return create_runner(c.backend, c.artifact, **opts)
+    return create_runner(c.backend, c.artifact, **runner_options(c.backend, threads, c.options))
 
 
 def model_info(name: str, role: str, onnx_path: str | None) -> ModelInfo:
@@ -149,14 +155,13 @@ def _split_summary(timings, attr: str) -> dict | None:
 
 
 def _profile(c: Candidate, feed: dict, config: BenchConfig, batch: int, warnings: list[str]) -> Profile | None:
-    if c.backend != "onnxruntime":
-        warnings.append(f"per-op profile of {c.key} skipped: only the onnxruntime profiler is wired here")
+    if not capabilities(c.backend).profiling:
+        warnings.append(f"per-op profile of {c.key} skipped: the {c.backend} backend has no per-node profiler")
         return None
-    from se_deploy.bench.profile import profile_onnx
-
-    res = profile_onnx(c.artifact, feed, iters=config.profile_iters, threads=config.threads)
+    runner = make_runner(c, config.threads)
+    res = profile_runner(runner, feed, iters=config.profile_iters, model_path=c.artifact)
     extra = {k: v for k, v in res.items() if k not in ("by_op", "nodes")}  # per-node detail is too long to keep
-    return Profile(model=c.name, precision=c.precision, batch=batch, by_op=res["by_op"], source="onnxruntime",
+    return Profile(model=c.name, precision=c.precision, batch=batch, by_op=res["by_op"], source=c.backend,
                    extra=extra)
 
 
@@ -199,8 +204,7 @@ def benchmark(candidates: Sequence[Candidate], config: BenchConfig, *, models: S
                 r, feed, sink = runners[key], feeds[key], timings[key]
 
                 def fn() -> None:
-                    r.infer(feed)
-                    sink.append(r.last_timing)
+                    sink.append(r.infer(feed).timing)
 
                 return fn
 

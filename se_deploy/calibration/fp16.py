@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from se_deploy._util import check_output_path, sha256_file, write_sidecar
-from se_deploy.errors import QuantizationError, UsageError
+from se_deploy.errors import QuantizationError, UsageError, first_line
 
 # Ops kept in float32 on top of onnxconverter-common's own list (which covers ops without
 # FP16 kernels or with unsafe FP16 numerics: TopK, Resize, Range, CumSum, Min, Max, NMS, ...).
@@ -116,7 +116,7 @@ def convert_fp16(onnx_in: str | Path, onnx_out: str | Path, config: Fp16Config, 
                                                      op_block_list=list(config.resolved_op_block_list()),
                                                      node_block_list=node_block or None)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise QuantizationError(f"FP16 conversion failed: {first}") from None
     save_onnx(converted, onnx_out)
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from se_deploy._util import check_output_path, sha256_file, write_sidecar
 from se_deploy.calibration.dataset import MIN_INT8_SAMPLES, CalibrationSet
-from se_deploy.errors import CalibrationError, QuantizationError, UsageError
+from se_deploy.errors import CalibrationError, QuantizationError, UsageError, first_line
 
 log = logging.getLogger("se_deploy.calibration")
 
@@ -283,7 +283,7 @@ def prepare_model(onnx_in: str | Path, work_dir: Path, *, run_pre_process: bool 
         try:
             quant_pre_process(str(onnx_in), str(pre), skip_symbolic_shape=False)
         except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise QuantizationError(f"onnxruntime quantization pre-processing failed: {first}") from None
         model = load_onnx(pre, check=False)
     else:
@@ -396,7 +396,7 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
         except (CalibrationError, UsageError):
             raise
         except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise QuantizationError(f"onnxruntime quantize_static failed: {first}") from None
         q_model = load_onnx(out_tmp, check=False)
         facts = qdq_facts(q_model, excitation)

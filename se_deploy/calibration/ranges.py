@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from se_deploy.calibration.dataset import CalibrationSet
-from se_deploy.errors import CalibrationError, UsageError
+from se_deploy.errors import CalibrationError, UsageError, first_line
 
 HISTOGRAM_BINS = 2048
 QUANTIZED_BINS = 128
@@ -95,7 +95,7 @@ def collect_ranges(onnx_path: str | Path, calib: CalibrationSet, *, input_name: 
             raise CalibrationError(f"out of memory collecting {method} histograms; use --method minmax or fewer "
                                    "samples (--calib-size)") from None
         except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise CalibrationError(f"collecting tensor ranges failed: {first}") from None
         finally:
             calibrator = None

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from se_deploy.errors import CalibrationError
+from se_deploy.errors import CalibrationError, first_line
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LABEL_KEYS = ("labels", "label", "y")
@@ -117,7 +117,7 @@ def read_array_file(path: Path, input_name: str, sample_shape: Sequence) -> Sour
             return SourceData(_check_array(arr, f"{path.name}", sample_shape), facts={"dtype": str(arr.dtype)})
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        raise CalibrationError(f"cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        raise CalibrationError(f"cannot read {path}: {type(e).__name__}: {first_line(e)}"
                                .rstrip(": ")) from None
     with data:
         keys = list(data.keys())

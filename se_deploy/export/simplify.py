@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from se_deploy._util import lazy_import
-from se_deploy.errors import UsageError
+from se_deploy.errors import UsageError, first_line
 
 SIMPLIFIERS = ("onnxsim", "onnxslim")
 
@@ -32,7 +32,7 @@ def simplify(model, *, simplifier: str = "onnxsim", dynamic_batch: bool = False,
             out = onnxslim.slim(model)
             info["version"] = str(getattr(onnxslim, "__version__", "unknown"))
     except Exception as e:  # simplifiers raise many kinds of errors on exotic graphs
-        info["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        info["error"] = f"{type(e).__name__}: {first_line(e)}"
         return model, info
     info["nodes_after"] = len(out.graph.node)
     return out, info

@@ -19,10 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from se_deploy._util import check_output_path, sha256_file, write_sidecar
-from se_deploy.errors import ExportError, UsageError
+from se_deploy.errors import ExportError, UsageError, first_line
 from se_deploy.numerics import compare_arrays, probe_inputs
 
 EXPORTERS = ("dynamo", "legacy")
@@ -161,7 +160,7 @@ def export_model(model_or_spec, output: str | Path, config: ExportConfig | None 
         try:
             _torch_export(module, cfg, raw)
         except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = first_line(e)
             hint = " (try --exporter legacy)" if cfg.exporter == "dynamo" else ""
             raise ExportError(f"torch.onnx export ({cfg.exporter}) failed: {msg}{hint}") from None
         model = onnx.load(str(raw))
@@ -171,7 +170,7 @@ def export_model(model_or_spec, output: str | Path, config: ExportConfig | None 
         try:
             onnx.checker.check_model(model, full_check=True)
         except Exception as e:
-            raise ExportError(f"exported graph fails onnx.checker: {str(e).splitlines()[0]}") from None
+            raise ExportError(f"exported graph fails onnx.checker: {first_line(e)}") from None
         step("check", time.perf_counter() - t0, "onnx.checker passed")
 
     info["raw_nodes"] = len(model.graph.node)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from se_deploy._util import lazy_import, sha256_file
-from se_deploy.errors import InputError, ModelError
+from se_deploy.errors import InputError, ModelError, first_line
 from se_deploy.models.registry import create_model, get_entry, is_registered
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
@@ -62,12 +62,12 @@ def _read_checkpoint(path: Path, *, unsafe_pickle: bool) -> Any:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise InputError(f"corrupt safetensors checkpoint {path}: {str(e).splitlines()[0]}") from None
+            raise InputError(f"corrupt safetensors checkpoint {path}: {first_line(e)}") from None
         return {"state_dict": tensors, **({"arch": meta["arch"]} if "arch" in meta else {})}
     try:
         return torch.load(str(path), map_location="cpu", weights_only=not unsafe_pickle)
     except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         if not unsafe_pickle and ("Weights only load failed" in str(e) or "weights_only" in str(e)):
             raise InputError(f"checkpoint {path} holds more than tensors (a pickled object); refusing to unpickle it. "
                              "If you trust the file, pass --unsafe-pickle") from None
@@ -135,7 +135,7 @@ def load_model(spec: str, *, num_classes: int | None = None, reduction: int | No
         try:
             module = timm.create_model(name, pretrained=False, **({"num_classes": num_classes} if num_classes else {}))
         except Exception as e:  # timm raises RuntimeError for unknown names
-            raise ModelError(f"timm cannot create {name!r}: {str(e).splitlines()[0]}") from None
+            raise ModelError(f"timm cannot create {name!r}: {first_line(e)}") from None
         source.update(kind="timm", timm_version=getattr(timm, "__version__", "unknown"))
     elif Path(spec).suffix in CHECKPOINT_SUFFIXES or Path(spec).is_file():
         path = Path(spec)

@@ -2,20 +2,22 @@
 
 A runner has a context-managed lifecycle (activate on ``__enter__``, release on
 ``__exit__``), describes its inputs and outputs, checks each feed against them, and
-records the timing of the last ``infer`` call, split into host->device copy, compute
-and device->host copy where the backend can tell them apart.
+returns each ``infer`` call's outputs together with its timing, split into host->device
+copy, compute and device->host copy where the backend can tell them apart.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import ClassVar, Iterator
 
 import numpy as np
 
-from se_deploy.errors import EngineError, InputError
+from se_deploy.errors import EngineError, InputError, UsageError
 
 
 @dataclass(frozen=True)
@@ -28,28 +30,118 @@ class IOSpec:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Timing:
-    """Milliseconds spent in the last call. ``h2d_ms``/``d2h_ms`` are None when not separable."""
+    """Milliseconds spent in one ``infer`` call. ``h2d_ms``/``d2h_ms`` are None when not separable."""
 
     total_ms: float = 0.0
     compute_ms: float = 0.0
     h2d_ms: float | None = None
     d2h_ms: float | None = None
-    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CopySplit:
+    """What a backend that can tell copies from compute measured inside ``_infer``."""
+
+    h2d_ms: float
+    compute_ms: float
+    d2h_ms: float
+
+
+class Inference(Mapping):
+    """The outputs of one ``infer`` call (a read-only mapping name -> array) and its timing."""
+
+    __slots__ = ("outputs", "timing")
+
+    def __init__(self, outputs: dict[str, np.ndarray], timing: Timing) -> None:
+        self.outputs = outputs
+        self.timing = timing
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.outputs[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.outputs)
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend honours, so callers ask the runner instead of branching on its name.
+
+    ``threads``: takes a host intra-op thread count (``threads`` option).
+    ``spinning``: its idle threads busy-wait unless told not to (``allow_spinning`` option);
+    bench turns that off when several runners are timed interleaved in one process.
+    ``profiling``: ``profile(feed, iters)`` returns per-node kernel times.
+    """
+
+    threads: bool = False
+    spinning: bool = False
+    profiling: bool = False
+
+
+@dataclass(frozen=True)
+class NodeTime:
+    """One executed node's mean kernel time per inference.
+
+    ``name``/``op_type`` are the backend's own (after its fusions); ``covers`` lists the
+    model's original ONNX node names this kernel executes (empty when the backend's
+    profiler gives no way to tell: reported as unattributed, never guessed).
+    """
+
+    name: str
+    op_type: str
+    time_us: float
+    covers: tuple[str, ...] = ()
+    provider: str = ""
+
+
+@dataclass(frozen=True)
+class NodeProfile:
+    """What ``Runner.profile`` measured: per-node times, each profiled run's wall time, and notes."""
+
+    nodes: tuple[NodeTime, ...]
+    runs_ms: tuple[float, ...]
+    notes: tuple[str, ...] = ()
+    details: dict = field(default_factory=dict)
 
 
 class Runner(abc.ABC):
+    """Lifecycle: ``with runner:`` activates it (and releases everything again when activation
+    fails half-way); ``infer(feed)`` checks the feed and returns outputs with their timing."""
+
     backend: str = "abstract"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: The frozen dataclass holding this backend's options (``OrtConfig``, ``TorchConfig`` ...).
+    config_class: ClassVar[type | None] = None
+
+    @classmethod
+    def from_options(cls, artifact, options: Mapping[str, object]) -> "Runner":
+        """A runner for ``artifact`` with ``options`` as its config fields; an unknown option is refused."""
+        if cls.config_class is None:
+            if options:
+                raise UsageError(f"the {cls.backend} backend takes no options, got {sorted(options)}")
+            return cls(artifact)
+        names = [f.name for f in dataclasses.fields(cls.config_class)]
+        unknown = [k for k in options if k not in names]
+        if unknown:
+            raise UsageError(f"unknown {cls.backend} option(s) {unknown}; allowed: {', '.join(sorted(names))}")
+        return cls(artifact, cls.config_class(**options))
 
     def __init__(self) -> None:
         self._active = False
-        self.last_timing = Timing()
 
     # lifecycle -------------------------------------------------------------
     def __enter__(self) -> "Runner":
         if not self._active:
-            self.activate()
+            try:
+                self.activate()
+            except BaseException:
+                self.deactivate()  # a half-activated runner must not leak sessions, contexts or buffers
+                raise
             self._active = True
         return self
 
@@ -62,6 +154,7 @@ class Runner(abc.ABC):
     def activate(self) -> None: ...
 
     def deactivate(self) -> None:
+        """Release everything ``activate`` acquired; must tolerate a partial activation."""
         return None
 
     # metadata --------------------------------------------------------------
@@ -77,21 +170,27 @@ class Runner(abc.ABC):
         return {"backend": self.backend}
 
     # inference -------------------------------------------------------------
-    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(self, feed: Mapping[str, np.ndarray]) -> Inference:
         if not self._active:
             raise EngineError(f"{self.backend} runner used outside its context (use 'with runner:')")
         self.check_feed(feed)
-        self._split: dict = {}
         t0 = time.perf_counter()
-        out = self._infer(feed)
+        outputs, split = self._infer(feed)
         total = (time.perf_counter() - t0) * 1e3
-        # Backends that can separate copies from compute fill self._split inside _infer.
-        self.last_timing = Timing(total_ms=total, compute_ms=self._split.get("compute_ms", total),
-                                  h2d_ms=self._split.get("h2d_ms"), d2h_ms=self._split.get("d2h_ms"))
-        return out
+        if split is None:
+            timing = Timing(total_ms=total, compute_ms=total)
+        else:
+            timing = Timing(total_ms=total, compute_ms=split.compute_ms, h2d_ms=split.h2d_ms, d2h_ms=split.d2h_ms)
+        return Inference(outputs, timing)
 
     @abc.abstractmethod
-    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], CopySplit | None]:
+        """Run once; return the outputs and, where the backend can separate them, the copy/compute split."""
+
+    def profile(self, feed: Mapping[str, np.ndarray], *, iters: int, warmup: int = 3) -> NodeProfile:
+        """Per-node kernel times averaged over ``iters`` runs after ``warmup`` untimed ones
+        (backends with ``capabilities.profiling``)."""
+        raise EngineError(f"the {self.backend} backend has no per-node profiler")
 
     def check_feed(self, feed: Mapping[str, np.ndarray]) -> None:
         expected = {s.name: s for s in self.inputs}

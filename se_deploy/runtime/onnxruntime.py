@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -10,8 +11,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from se_deploy.runtime.base import IOSpec, Runner, Timing
-from se_deploy.errors import EngineError, InputError, UsageError
+from se_deploy.errors import BenchmarkError, EngineError, InputError, UsageError, first_line
+from se_deploy.runtime.base import Capabilities, CopySplit, IOSpec, NodeProfile, NodeTime, Runner
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -139,13 +140,10 @@ def _provider_options(providers: list[str], cfg: OrtConfig) -> list:
     return out
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 class OrtRunner(Runner):
     backend = "onnxruntime"
+    capabilities = Capabilities(threads=True, spinning=True, profiling=True)
+    config_class = OrtConfig
 
     def __init__(self, model, config: OrtConfig | None = None) -> None:
         """``model``: a path, serialized bytes, or an onnx.ModelProto."""
@@ -210,7 +208,7 @@ class OrtRunner(Runner):
         except (InputError, UsageError):
             raise
         except Exception as e:
-            raise EngineError(f"onnxruntime cannot load the model: {_first_line(e)}") from None
+            raise EngineError(f"onnxruntime cannot load the model: {first_line(e)}") from None
         self._use_binding = self._wants_io_binding()
         # Cached: check_feed runs on every infer() and the bench loop must not pay for metadata calls.
         self._inputs = self._spec(self._session.get_inputs())
@@ -259,7 +257,7 @@ class OrtRunner(Runner):
                 "threads": self.config.threads, "graph_optimization": self.config.graph_optimization,
                 "io_binding": self._use_binding}
 
-    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], CopySplit | None]:
         try:
             if self._use_binding:
                 return self._infer_bound(feed)
@@ -267,10 +265,10 @@ class OrtRunner(Runner):
         except (InputError, EngineError):
             raise
         except Exception as e:
-            raise EngineError(f"onnxruntime inference failed: {_first_line(e)}") from None
-        return dict(zip(self._out_names, outs))
+            raise EngineError(f"onnxruntime inference failed: {first_line(e)}") from None
+        return dict(zip(self._out_names, outs)), None
 
-    def _infer_bound(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer_bound(self, feed: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], CopySplit]:
         """GPU path: copy inputs to the device, run, copy outputs back, timing each step."""
         import onnxruntime as ort
 
@@ -288,8 +286,8 @@ class OrtRunner(Runner):
         t2 = time.perf_counter()
         outs = io.copy_outputs_to_cpu()
         t3 = time.perf_counter()
-        self._split = {"h2d_ms": (t1 - t0) * 1e3, "compute_ms": (t2 - t1) * 1e3, "d2h_ms": (t3 - t2) * 1e3}
-        return dict(zip(self._out_names, outs))
+        split = CopySplit(h2d_ms=(t1 - t0) * 1e3, compute_ms=(t2 - t1) * 1e3, d2h_ms=(t3 - t2) * 1e3)
+        return dict(zip(self._out_names, outs)), split
 
     def end_profiling(self) -> str | None:
         """Stop the onnxruntime profiler and return the trace file path (None when not profiling)."""
@@ -300,10 +298,67 @@ class OrtRunner(Runner):
         return self._profile_path
 
 
+    def profile(self, feed: Mapping[str, np.ndarray], *, iters: int, warmup: int = 3) -> NodeProfile:
+        """Per-node kernel times from onnxruntime's profiler, mapped back to this model's nodes.
+
+        Profiling needs its own session (the trace and the optimized graph are written while it
+        is created), made with this runner's providers, threads and optimization level.
+        """
+        import json
+        import statistics
+        import tempfile
+
+        import onnx
+
+        from se_deploy.runtime.ort_profile import attribute_nodes, parse_trace
+
+        if not isinstance(iters, int) or iters < 1:
+            raise UsageError(f"profile iterations must be >= 1, got {iters!r}")
+        if not isinstance(warmup, int) or warmup < 0:
+            raise UsageError(f"profile warm-up runs must be >= 0, got {warmup!r}")
+        original = self._model if hasattr(self._model, "graph") else _load_proto(self._model)
+        notes: list[str] = []
+        with tempfile.TemporaryDirectory(prefix="se-deploy-profile-") as tmp:
+            opt_path = os.path.join(tmp, "optimized.onnx")
+            cfg = dataclasses.replace(self.config, enable_profiling=True, profile_dir=tmp,
+                                      optimized_model_path=opt_path, io_binding=False)
+            with OrtRunner(self._model, cfg) as runner:
+                for _ in range(warmup + iters):
+                    runner.infer(feed)
+                trace = runner.end_profiling()
+                providers = runner.session.get_providers()
+            events = json.loads(Path(trace).read_text())
+            try:
+                optimized = onnx.load(opt_path)
+            except Exception as e:  # fall back to the name rules only
+                optimized = None
+                notes.append(f"optimized graph not readable ({type(e).__name__}); attribution by name only")
+        nodes, runs = parse_trace(events, skip_runs=warmup)
+        mapping, unattributed = attribute_nodes(original, optimized, nodes)
+        times = tuple(NodeTime(name, r["op_type"], r["us"], tuple(mapping.get(name, ())), r["provider"])
+                      for name, r in sorted(nodes.items(), key=lambda kv: -kv[1]["us"]))
+        return NodeProfile(times, tuple(us / 1e3 for us in runs), tuple(notes), {
+            "providers": providers, "threads": self.config.threads,
+            "graph_optimization": self.config.graph_optimization, "unattributed": unattributed,
+            "run_ms_median": statistics.median(runs) / 1e3})
+
+
+def _load_proto(model):
+    """A ModelProto for attribution from a path or serialized bytes."""
+    import onnx
+
+    if isinstance(model, (bytes, bytearray)):
+        return onnx.load_from_string(bytes(model))
+    try:
+        return onnx.load(str(model))
+    except Exception as e:
+        raise BenchmarkError(f"cannot read {model} for profiling: {first_line(e)}") from None
+
+
 def run_onnx(model, feed: Mapping[str, np.ndarray], config: OrtConfig | None = None) -> dict[str, np.ndarray]:
     """One-shot convenience: run ``model`` on ``feed`` under onnxruntime (CPU unless configured)."""
     with OrtRunner(model, config) as r:
-        return r.infer(feed)
+        return dict(r.infer(feed))
 
 
-__all__ = ["OrtConfig", "OrtRunner", "PROVIDER_ALIASES", "available_providers", "run_onnx", "Timing"]
+__all__ = ["OrtConfig", "OrtRunner", "PROVIDER_ALIASES", "available_providers", "run_onnx"]

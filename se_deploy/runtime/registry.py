@@ -10,14 +10,13 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-import inspect
 import os
 import shutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from se_deploy.runtime.base import Runner
-from se_deploy.errors import MissingDependencyError, UsageError
+from se_deploy.runtime.base import Capabilities, Runner
+from se_deploy.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -124,78 +123,52 @@ def _probe_tensorrt(jetson: bool) -> BackendInfo:
     return BackendInfo("tensorrt", True, version=version, details=details)
 
 
-# --------------------------------------------------------------------------- factories
-def _ort_factory(artifact, options: dict) -> Runner:
-    from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
-
-    # A runner asked for by name serves deployment and benchmarks: use the GPU providers when
-    # installed. (OrtConfig's own default stays CPU, the reference for numerical proofs.)
-    options.setdefault("providers", "auto")
-    return OrtRunner(artifact, _build_config(OrtConfig, "onnxruntime", options))
-
-
-_TORCH_MODEL_KWARGS = ("num_classes", "reduction", "se_gate", "se_fc")
-
-
-def _torch_factory(artifact, options: dict) -> Runner:
-    from se_deploy.runtime.torch import TorchConfig, TorchRunner
-
-    model_kwargs = {k: options.pop(k) for k in list(options) if k in _TORCH_MODEL_KWARGS}
-    if "input_shape" in options and isinstance(options["input_shape"], str):
-        from se_deploy._util import parse_shape
-
-        options["input_shape"] = parse_shape(options["input_shape"])
-    return TorchRunner(artifact, _build_config(TorchConfig, "torch", options, extra=_TORCH_MODEL_KWARGS),
-                       **model_kwargs)
-
-
-def _trt_factory(artifact, options: dict) -> Runner:
-    try:
-        module = importlib.import_module("se_deploy.runtime.tensorrt.runner")
-    except ModuleNotFoundError as e:
-        if e.name == "se_deploy.runtime.tensorrt.runner":
-            raise MissingDependencyError("the TensorRT runner is not part of this se-deploy install") from None
-        raise
-    cls = module.TrtRunner
-    params = inspect.signature(cls).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    # Host thread count has no meaning for a GPU engine; callers that time every backend pass it anyway.
-    if "threads" in options and "threads" not in params and not takes_any:
-        options.pop("threads")
-    unknown = [k for k in options if k not in params and not takes_any]
-    if unknown:
-        allowed = sorted(k for k in params if k not in ("self", "plan", "plan_path", "artifact", "path"))
-        raise UsageError(f"unknown tensorrt option(s) {unknown}; allowed: {', '.join(allowed)}")
-    return cls(artifact, **options)
-
-
-def _build_config(cls, backend: str, options: dict, extra: tuple[str, ...] = ()):
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in options if k not in names]
-    if unknown:
-        raise UsageError(f"unknown {backend} option(s) {unknown}; allowed: {', '.join(sorted(names + list(extra)))}")
-    return cls(**options)
-
-
+# --------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class _Backend:
+    """A backend by name: how to probe it, where its runner class lives (imported on first use,
+    so an optional backend costs nothing until asked for), and option defaults for runners
+    made by name."""
+
     name: str
     probe: Callable[[bool], BackendInfo]
-    factory: Callable[[Any, dict], Runner]
+    runner: str  # "module:Class"
+    defaults: dict = field(default_factory=dict)
 
 
 _BACKENDS: dict[str, _Backend] = {}
 
 
-def register_backend(name: str, probe: Callable[[bool], BackendInfo], factory: Callable[[Any, dict], Runner]) -> None:
+def register_backend(name: str, probe: Callable[[bool], BackendInfo], runner: str, *,
+                     defaults: dict | None = None) -> None:
     if name in _BACKENDS:
         raise ValueError(f"backend {name!r} registered twice")
-    _BACKENDS[name] = _Backend(name, probe, factory)
+    _BACKENDS[name] = _Backend(name, probe, runner, dict(defaults or {}))
 
 
-register_backend("onnxruntime", _probe_onnxruntime, _ort_factory)
-register_backend("tensorrt", _probe_tensorrt, _trt_factory)
-register_backend("torch", _probe_torch, _torch_factory)
+# A runner asked for by name serves deployment and benchmarks: onnxruntime then uses the GPU
+# providers when installed. (OrtConfig's own default stays CPU, the reference for numerical proofs.)
+register_backend("onnxruntime", _probe_onnxruntime, "se_deploy.runtime.onnxruntime:OrtRunner",
+                 defaults={"providers": "auto"})
+register_backend("tensorrt", _probe_tensorrt, "se_deploy.runtime.tensorrt.runner:TrtRunner")
+register_backend("torch", _probe_torch, "se_deploy.runtime.torch:TorchRunner")
+
+
+def _entry(backend: str) -> _Backend:
+    if backend not in _BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(_BACKENDS)}")
+    return _BACKENDS[backend]
+
+
+def runner_class(backend: str) -> type[Runner]:
+    """The runner class of ``backend`` (importing its module; the backend's own library is not imported)."""
+    module, _, cls = _entry(backend).runner.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def capabilities(backend: str) -> Capabilities:
+    """What ``backend``'s runner honours (threads, spinning, profiling)."""
+    return runner_class(backend).capabilities
 
 
 def backend_names() -> list[str]:
@@ -219,12 +192,12 @@ def create_runner(backend: str, artifact, **options) -> Runner:
 
     ``artifact``: an ONNX path/ModelProto (onnxruntime), a plan path (tensorrt), an
     ``nn.Module`` or zoo model name (torch). ``options`` are the backend's config fields
-    (``OrtConfig``, ``TorchConfig``, ``TrtRunner`` arguments); an unknown one is refused.
+    (``OrtConfig``, ``TorchConfig``, ``TrtConfig``); an unknown one is refused. Ask
+    :func:`capabilities` before passing ``threads`` or ``allow_spinning``.
     """
-    if backend not in _BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(_BACKENDS)}")
-    return _BACKENDS[backend].factory(artifact, dict(options))
+    entry = _entry(backend)
+    return runner_class(backend).from_options(artifact, {**entry.defaults, **options})
 
 
-__all__ = ["BackendInfo", "backend_names", "create_runner", "cuda_apis", "install_hint", "is_jetson",
-           "list_backends", "register_backend"]
+__all__ = ["BackendInfo", "backend_names", "capabilities", "create_runner", "cuda_apis", "install_hint", "is_jetson",
+           "list_backends", "register_backend", "runner_class"]

@@ -9,8 +9,9 @@ from typing import Mapping
 
 import numpy as np
 
-from se_deploy.runtime.base import IOSpec, Runner
-from se_deploy.errors import EngineError, UsageError
+from se_deploy._util import parse_shape
+from se_deploy.errors import EngineError, UsageError, first_line
+from se_deploy.runtime.base import Capabilities, CopySplit, IOSpec, Runner
 
 _DTYPES = ("float32", "float16", "bfloat16")
 
@@ -55,6 +56,20 @@ class TorchRunner(Runner):
     """
 
     backend = "torch"
+    capabilities = Capabilities(threads=True)
+    config_class = TorchConfig
+    #: Options that build the zoo model rather than configure the run.
+    MODEL_OPTIONS = ("num_classes", "reduction", "se_gate", "se_fc")
+
+    @classmethod
+    def from_options(cls, artifact, options):
+        options = dict(options)
+        model_kwargs = {k: options.pop(k) for k in list(options) if k in cls.MODEL_OPTIONS}
+        if isinstance(options.get("input_shape"), str):
+            options["input_shape"] = parse_shape(options["input_shape"])
+        runner = super().from_options(artifact, options)
+        runner._model_kwargs = model_kwargs
+        return runner
 
     def __init__(self, model, config: TorchConfig | None = None, **model_kwargs) -> None:
         super().__init__()
@@ -87,11 +102,9 @@ class TorchRunner(Runner):
         # One forward on zeros validates the model and fixes the output metadata.
         probe = np.zeros(cfg.input_shape, dtype=np.float32)
         try:
-            out = self._forward(probe)
-        except Exception as e:
-            self.deactivate()
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise EngineError(f"the model does not run on input shape {cfg.input_shape}: {first}") from None
+            out, _ = self._forward(probe)
+        except Exception as e:  # the base class releases the runner (thread count included)
+            raise EngineError(f"the model does not run on input shape {cfg.input_shape}: {first_line(e)}") from None
         batch = "batch" if cfg.dynamic_batch else cfg.input_shape[0]
         self._outputs = [IOSpec(cfg.output_name, (batch, *out.shape[1:]), "float32")]
 
@@ -126,7 +139,7 @@ class TorchRunner(Runner):
                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")}
 
     # inference -------------------------------------------------------------
-    def _forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, CopySplit | None]:
         import torch
 
         on_gpu = self.config.device.startswith("cuda")
@@ -144,19 +157,17 @@ class TorchRunner(Runner):
         t2 = time.perf_counter()
         out = y.detach().to(device="cpu", dtype=torch.float32).numpy()
         t3 = time.perf_counter()
-        if on_gpu:
-            self._split = {"h2d_ms": (t1 - t0) * 1e3, "compute_ms": (t2 - t1) * 1e3, "d2h_ms": (t3 - t2) * 1e3}
-        return out
+        split = CopySplit(h2d_ms=(t1 - t0) * 1e3, compute_ms=(t2 - t1) * 1e3, d2h_ms=(t3 - t2) * 1e3) if on_gpu else None
+        return out, split
 
-    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], CopySplit | None]:
         if self._model is None:
             raise EngineError("torch runner is not active")
         try:
-            out = self._forward(feed[self.config.input_name])
+            out, split = self._forward(feed[self.config.input_name])
         except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise EngineError(f"PyTorch inference failed: {first}") from None
-        return {self.config.output_name: out}
+            raise EngineError(f"PyTorch inference failed: {first_line(e)}") from None
+        return {self.config.output_name: out}, split
 
 
 __all__ = ["TorchConfig", "TorchRunner"]

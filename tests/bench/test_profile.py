@@ -9,7 +9,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from se_deploy.bench.profile import SE_BUCKET, aggregate, attribute_nodes, parse_trace, profile_onnx
+from se_deploy.bench.profile import SE_BUCKET, aggregate, profile_onnx
+from se_deploy.runtime.base import NodeProfile, NodeTime
+from se_deploy.runtime.ort_profile import attribute_nodes, parse_trace
 from se_deploy.errors import BenchmarkError, InputError, UsageError
 
 SE_NODES = {"se/squeeze", "se/fc1", "se/act", "se/fc2", "se/gate", "se/scale"}
@@ -81,12 +83,10 @@ def test_parse_trace_averages_runs_after_warmup():
 
 
 def test_aggregate_groups_se_and_reports_mixed_nodes():
-    nodes = {"c1": {"op_type": "Conv", "provider": "cpu", "us": 60.0},
-             "gap": {"op_type": "GlobalAveragePool", "provider": "cpu", "us": 10.0},
-             "fused": {"op_type": "FusedConv", "provider": "cpu", "us": 20.0},
-             "odd": {"op_type": "Reshape", "provider": "cpu", "us": 10.0}}
-    mapping = {"c1": ["conv1"], "gap": ["se.gap"], "fused": ["se.mul", "conv2"], "odd": []}
-    r = aggregate(nodes, mapping, {"se.gap", "se.mul"}, ["odd"])
+    prof = NodeProfile((NodeTime("c1", "Conv", 60.0, ("conv1",)), NodeTime("gap", "GlobalAveragePool", 10.0, ("se.gap",)),
+                        NodeTime("fused", "FusedConv", 20.0, ("se.mul", "conv2")), NodeTime("odd", "Reshape", 10.0)),
+                       runs_ms=(0.2,))
+    r = aggregate(prof, {"se.gap", "se.mul"})
     assert r["total_ms"] == pytest.approx(0.1)
     assert r["by_op"] == {
         "Conv": {"ms": pytest.approx(0.06), "pct": pytest.approx(60.0), "count": 1},

@@ -58,9 +58,11 @@ def test_runs_and_reports_metadata_and_timing(tiny_onnx):
         (inp,), (out,) = r.inputs, r.outputs
         assert (inp.name, inp.dtype, inp.shape[1:]) == ("input", "float32", (3, 32, 32))
         assert out.shape[1:] == (10,)
-        y = r.infer({"input": _x(2)})["output"]
+        res = r.infer({"input": _x(2)})
+        y = res["output"]
         assert y.shape == (2, 10) and np.isfinite(y).all()
-        t = r.last_timing
+        assert list(res) == ["output"] and res.outputs["output"] is y
+        t = res.timing
         assert t.total_ms > 0 and t.compute_ms == t.total_ms and t.h2d_ms is None and t.d2h_ms is None
         assert r.describe()["providers"] == ["CPUExecutionProvider"]  # the reference provider by default
 

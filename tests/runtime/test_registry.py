@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from se_deploy.runtime.base import Runner
+from se_deploy.bench.suite import runner_options
+from se_deploy.runtime.base import Capabilities, Runner
 from se_deploy.runtime.onnxruntime import OrtRunner
-from se_deploy.runtime.registry import (BackendInfo, backend_names, create_runner, install_hint, is_jetson,
-                                        list_backends)
+from se_deploy.runtime.registry import (BackendInfo, backend_names, capabilities, create_runner, install_hint,
+                                        is_jetson, list_backends)
 from se_deploy.runtime.torch import TorchRunner
 from se_deploy.errors import MissingDependencyError, UsageError
 from tests.runtime.test_onnxruntime_runner import export_tiny, tiny_se_net
@@ -96,9 +97,12 @@ def test_create_runner_tensorrt_without_tensorrt_fails_with_one_line(tmp_path):
         pass
     plan = tmp_path / "m.plan"
     plan.write_bytes(b"\0" * 16)
-    # Host threads mean nothing to a GPU engine, so the option every bench caller passes is accepted.
+    # Host threads mean nothing to a GPU engine: its capabilities say so, and bench does not pass them.
+    assert capabilities("tensorrt") == Capabilities(threads=False, spinning=False, profiling=False)
+    assert runner_options("tensorrt", threads=2) == {}
+    assert runner_options("onnxruntime", threads=2) == {"threads": 2, "allow_spinning": False}
     with pytest.raises(MissingDependencyError) as e:
-        with create_runner("tensorrt", str(plan), threads=2):
+        with create_runner("tensorrt", str(plan), **runner_options("tensorrt", threads=2)):
             pass
     assert "\n" not in str(e.value) and "tensorrt" in str(e.value)
     with pytest.raises(UsageError, match=r"unknown tensorrt option\(s\) \['workspace'\]; allowed: .*cuda_api"):

@@ -22,9 +22,10 @@ def test_matches_the_module_itself():
     model = tiny_se_net(2)
     x = _x(3)
     with TorchRunner(model, TorchConfig(input_shape=(1, 3, 32, 32))) as r:
-        got = r.infer({"input": x})["output"]
+        res = r.infer({"input": x})
+        got = res["output"]
         assert r.inputs[0].shape == ("batch", 3, 32, 32) and r.outputs[0].shape == ("batch", 10)
-        assert r.last_timing.total_ms > 0 and r.last_timing.h2d_ms is None
+        assert res.timing.total_ms > 0 and res.timing.h2d_ms is None
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
     np.testing.assert_array_equal(got, ref)

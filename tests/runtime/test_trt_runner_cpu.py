@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from se_deploy.runtime.tensorrt.runner import TrtRunner
+from se_deploy.runtime.tensorrt.runner import TrtConfig, TrtRunner
 from se_deploy.errors import EngineError, InputError, MissingDependencyError
 
 
@@ -21,7 +21,7 @@ def test_missing_plan_is_one_clear_error(tmp_path):
 def test_without_tensorrt_says_how_to_install(tmp_path):
     plan = tmp_path / "m.plan"
     plan.write_bytes(b"\x00" * 16)
-    runner = TrtRunner(plan, cuda_api="cuda-python")
+    runner = TrtRunner(plan, TrtConfig(cuda_api="cuda-python"))
     with pytest.raises(MissingDependencyError) as e:
         runner.__enter__()
     msg = str(e.value)

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from se_deploy.errors import CalibrationError, GraphPassError, UsageError
+from se_deploy.errors import CalibrationError, GraphPassError, UsageError, first_line
 from se_deploy.export.passes._registry import (GraphPass, PassContext, PassOptions, get_pass, list_passes,
                                                parse_pass_list, register_pass)
 
@@ -147,7 +147,7 @@ def run_passes(model, names: Sequence[str], *, verify: bool = True, options: Pas
             raise
         except Exception as e:  # a pass that crashes is rolled back, like one that fails its proof
             entry.update(status="rolled_back", changed=0,
-                         reason=f"the pass failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                         reason=f"the pass failed: {type(e).__name__}: {first_line(e)}")
             entry["seconds"] = round(time.perf_counter() - t0, 3)
             report["passes"].append(entry)
             if on_event:

@@ -244,6 +244,7 @@ class PyCudaApi(CudaApi):
 
 
 _IMPLS = {"cuda-python": CudaPythonApi, "pycuda": PyCudaApi}
+CUDA_APIS = tuple(_IMPLS)
 
 
 def get_cuda_api(name: str | None = None) -> CudaApi:

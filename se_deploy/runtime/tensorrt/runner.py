@@ -12,35 +12,55 @@ Follows the conventions in ``_trt.py``; ``tools/trt_api_check.py`` checks its Te
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from se_deploy.runtime.base import IOSpec, Runner
+from se_deploy.errors import EngineError, InputError, UsageError
+from se_deploy.runtime.base import CopySplit, IOSpec, Runner
 from se_deploy.runtime.tensorrt._trt import load_tensorrt, trt_major
-from se_deploy.runtime.tensorrt.cuda import CudaApi, DeviceBuffer, get_cuda_api
+from se_deploy.runtime.tensorrt.cuda import CUDA_APIS, CudaApi, DeviceBuffer, get_cuda_api
 from se_deploy.runtime.tensorrt.plan_meta import DeviceInfo, check_plan_compatible, read_plan_metadata
-from se_deploy.errors import EngineError, InputError
 
 if TYPE_CHECKING:  # annotations only; TensorRT is imported lazily at run time
     import tensorrt as trt
 
 
+@dataclass(frozen=True)
+class TrtConfig:
+    """How to run a TensorRT plan.
+
+    ``cuda_api``: pycuda | cuda-python (None: whichever is installed, cuda-python first).
+    ``cuda_graph``: capture one CUDA graph per input shape and replay it.
+    ``check_device``: refuse a plan whose sidecar names another TensorRT version or GPU.
+    """
+
+    cuda_api: str | None = None
+    cuda_graph: bool = False
+    check_device: bool = True
+
+    def __post_init__(self) -> None:
+        if self.cuda_api is not None and self.cuda_api not in CUDA_APIS:
+            raise UsageError(f"cuda_api {self.cuda_api!r} is not one of {', '.join(CUDA_APIS)}")
+
+
 class TrtRunner(Runner):
     backend = "tensorrt"
+    config_class = TrtConfig
 
     _engine: "trt.ICudaEngine"
     _context: "trt.IExecutionContext"
     _runtime: "trt.Runtime"
 
-    def __init__(self, plan_path: str | os.PathLike, *, cuda_api: str | None = None, cuda_graph: bool = False,
-                 check_device: bool = True) -> None:
+    def __init__(self, plan_path: str | os.PathLike, config: TrtConfig | None = None) -> None:
         super().__init__()
         self.plan_path = Path(plan_path)
-        self.cuda_api_name = cuda_api
-        self.cuda_graph = cuda_graph
-        self.check_device = check_device
+        self.config = config or TrtConfig()
+        self.cuda_api_name = self.config.cuda_api
+        self.cuda_graph = self.config.cuda_graph
+        self.check_device = self.config.check_device
         self._cuda: CudaApi | None = None
         self._inputs: list[IOSpec] = []
         self._outputs: list[IOSpec] = []
@@ -51,13 +71,6 @@ class TrtRunner(Runner):
 
     # lifecycle -------------------------------------------------------------
     def activate(self) -> None:
-        try:
-            self._activate()
-        except BaseException:
-            self.deactivate()
-            raise
-
-    def _activate(self) -> None:
         if not self.plan_path.is_file():
             raise InputError(f"TensorRT plan not found: {self.plan_path}")
         trt = load_tensorrt("running TensorRT engines")
@@ -143,7 +156,7 @@ class TrtRunner(Runner):
         self._shapes = {}
 
     # inference -------------------------------------------------------------
-    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], CopySplit]:
         cuda = self._cuda
         stream = self._stream
         key = tuple(tuple(feed[s.name].shape) for s in self._inputs)
@@ -171,9 +184,9 @@ class TrtRunner(Runner):
             cuda.copy_dtoh_async(host, self._buffers[name].ptr, stream)
         cuda.record(ev[3], stream)
         cuda.synchronize(stream)
-        self._split = {"h2d_ms": cuda.elapsed_ms(ev[0], ev[1]), "compute_ms": cuda.elapsed_ms(ev[1], ev[2]),
-                       "d2h_ms": cuda.elapsed_ms(ev[2], ev[3])}
-        return outs
+        split = CopySplit(h2d_ms=cuda.elapsed_ms(ev[0], ev[1]), compute_ms=cuda.elapsed_ms(ev[1], ev[2]),
+                          d2h_ms=cuda.elapsed_ms(ev[2], ev[3]))
+        return outs, split
 
     def _enqueue(self, key: tuple) -> None:
         handle = self._cuda.stream_handle(self._stream)
