@@ -1,7 +1,7 @@
 """The se-deploy command line: a thin typer app.
 
-Commands live in ``se_deploy/commands/<name>.py``; each module exposes ``register(app)``.
-This file only wires them together and turns errors into one line and an exit code:
+Commands live in ``se_deploy/commands/<name>.py``; each module exposes ``register(command)``
+and never imports this file. This file only wires them together and turns errors into one line and an exit code:
 a :class:`SeDeployError` prints ``error: <message>`` and exits with its code; Ctrl-C exits
 130; an unexpected exception is an internal bug and says how to get the traceback.
 """
@@ -14,13 +14,10 @@ import sys
 from typing import Callable
 
 import typer
-from rich.console import Console
 
 from se_deploy import __version__
+from se_deploy.console import console, error
 from se_deploy.errors import SeDeployError
-
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 
 app = typer.Typer(
     name="se-deploy",
@@ -34,7 +31,7 @@ app = typer.Typer(
 
 
 def fail(message: str, code: int) -> "typer.Exit":
-    err_console.print(f"error: {message}", soft_wrap=True, markup=False)
+    error(message)
     return typer.Exit(code)
 
 
@@ -99,5 +96,5 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:  # pragma: no cover - outside a command body
-        err_console.print("error: interrupted")
+        error("interrupted")
         sys.exit(130)

@@ -1,12 +1,22 @@
-"""Loading and saving ONNX models with one-line errors and atomic writes."""
+"""Loading and saving ONNX models with one-line errors and atomic writes, and the facts every layer
+reads from a graph: its real inputs (:func:`graph_inputs`) and the precision it carries
+(:func:`onnx_precision`)."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from se_deploy._util import atomic_output
-from se_deploy.errors import InputError, first_line
+from se_deploy.errors import InputError, UsageError, first_line
+
+_FLOAT16 = 10  # onnx.TensorProto.FLOAT16
+_BFLOAT16 = 16
+_QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+#: onnxruntime's quantized-operator format: INT8, but not a form TensorRT parses.
+_QOPERATOR_OPS = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QLinearAdd",
+                            "QLinearMul", "QLinearGlobalAveragePool"})
 
 # Protobuf cannot serialise a single message over 2 GB; above this we switch to external data.
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2
@@ -64,5 +74,107 @@ def save_onnx(model, path: str | os.PathLike) -> Path:
     return final
 
 
-def model_bytes(model) -> bytes:
-    return model.SerializeToString()
+@dataclass(frozen=True)
+class GraphInput:
+    """A real graph input. ``dims``: an int for a fixed dimension, the symbol (str) or None for a dynamic one."""
+
+    name: str
+    dims: tuple
+    elem_type: int
+
+    @property
+    def is_dynamic(self) -> bool:
+        return any(not isinstance(d, int) for d in self.dims)
+
+    @property
+    def fixed_dims(self) -> tuple:
+        """``dims`` with every dynamic dimension as None."""
+        return tuple(d if isinstance(d, int) else None for d in self.dims)
+
+    @property
+    def dtype(self) -> str:
+        """The numpy dtype name (``float32``), or ``unknown``."""
+        import numpy as np
+        from onnx import helper
+
+        try:
+            return str(np.dtype(helper.tensor_dtype_to_np_dtype(self.elem_type)))
+        except Exception:
+            return "unknown"
+
+
+def _dims(value_info) -> tuple:
+    t = value_info.type.tensor_type
+    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
+                 for d in t.shape.dim)
+
+
+def graph_inputs(model) -> list[GraphInput]:
+    """The real inputs (initializers listed as inputs in old opsets are left out)."""
+    inits = {t.name for t in model.graph.initializer}
+    return [GraphInput(v.name, _dims(v), v.type.tensor_type.elem_type) for v in model.graph.input
+            if v.name not in inits]
+
+
+def graph_outputs(model) -> list[GraphInput]:
+    return [GraphInput(v.name, _dims(v), v.type.tensor_type.elem_type) for v in model.graph.output]
+
+
+def model_input(model, *, purpose: str = "INT8/FP16 conversion") -> GraphInput:
+    """The single graph input; a model with several is refused with one line."""
+    inputs = graph_inputs(model)
+    if len(inputs) != 1:
+        raise UsageError(f"{purpose} supports single-input models; this one has {len(inputs)} inputs "
+                         f"({[i.name for i in inputs]})")
+    return inputs[0]
+
+
+@dataclass(frozen=True)
+class OnnxPrecision:
+    """What precision an ONNX model already carries."""
+
+    qdq_nodes: int = 0
+    fp16_tensors: int = 0
+    qoperator_nodes: int = 0
+
+    @property
+    def has_qdq(self) -> bool:
+        return self.qdq_nodes > 0
+
+    @property
+    def has_fp16(self) -> bool:
+        return self.fp16_tensors > 0
+
+    @property
+    def name(self) -> str:
+        """``int8`` (Q/DQ or quantized operators), ``fp16`` or ``fp32``: the precision the model runs in."""
+        if self.has_qdq or self.qoperator_nodes:
+            return "int8"
+        return "fp16" if self.has_fp16 else "fp32"
+
+
+def _graphs(graph):
+    yield graph
+    for node in graph.node:
+        for a in node.attribute:
+            if a.type == 5:  # GRAPH
+                yield from _graphs(a.g)
+            elif a.type == 10:  # GRAPHS
+                for g in a.graphs:
+                    yield from _graphs(g)
+
+
+def onnx_precision(model) -> OnnxPrecision:
+    """Count Q/DQ nodes, quantized operators and FP16 tensors (initializers, inputs, Cast-to-FP16) in every graph."""
+    qdq = fp16 = qop = 0
+    for graph in _graphs(model.graph):
+        for node in graph.node:
+            qdq += node.op_type in _QDQ_OPS
+            qop += node.op_type in _QOPERATOR_OPS
+            if node.op_type == "Cast":
+                fp16 += sum(1 for a in node.attribute if a.name == "to" and a.i in (_FLOAT16, _BFLOAT16))
+            if node.op_type == "Constant":
+                fp16 += sum(1 for a in node.attribute if a.name == "value" and a.t.data_type == _FLOAT16)
+        fp16 += sum(1 for t in graph.initializer if t.data_type in (_FLOAT16, _BFLOAT16))
+        fp16 += sum(1 for v in graph.input if v.type.tensor_type.elem_type in (_FLOAT16, _BFLOAT16))
+    return OnnxPrecision(qdq_nodes=qdq, fp16_tensors=fp16, qoperator_nodes=qop)

@@ -346,15 +346,15 @@ def _calibration_stage(job: Job) -> Stage:
     def load(section: str, size: int, seed: int, role: str):
         from se_deploy.calibration.dataset import load_calibration
         from se_deploy.calibration.preprocess import make_preprocess
-        from se_deploy.calibration.quantize import model_input
+        from se_deploy.onnx_io import model_input
         from se_deploy.onnx_io import load_onnx
 
-        name, _ = model_input(load_onnx(job.onnx("se"), check=False))
+        name = model_input(load_onnx(job.onnx("se"), check=False)).name
         src = cfg[section]["source"]
         synthetic = src == "synthetic"
         ds = load_calibration(None if synthetic else src, input_name=name, input_shape=_input_shape(cfg),
                               preprocess=make_preprocess(cfg["calibration"]["preprocess"]), calib_size=size,
-                              seed=seed, synthetic=synthetic, progress=False)
+                              seed=seed, synthetic=synthetic)
         ds.provenance["role"] = role
         return ds
 
@@ -406,7 +406,7 @@ def _load_npz(path: Path):
         name = next(k for k in z.files if k not in LABEL_KEYS)
         shape = z[name].shape
     return load_calibration(path, input_name=name, input_shape=(1, *shape[1:]), preprocess=make_preprocess("none"),
-                            calib_size=None, seed=0, progress=False)
+                            calib_size=None, seed=0)
 
 
 def _precisions(job: Job) -> list[str]:

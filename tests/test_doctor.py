@@ -8,7 +8,8 @@ import onnxruntime
 from typer.testing import CliRunner
 
 from se_deploy.cli import app
-from se_deploy.commands.doctor import _print_report, diagnose, doctor_report
+from se_deploy.commands.doctor import _print_report
+from se_deploy.doctor import diagnose, doctor_report
 from se_deploy.runtime.registry import BackendInfo
 from se_deploy.envinfo import capture_environment
 from tests.test_envinfo import (ORIN_CLOCKS_DYNAMIC, ORIN_MODEL, ORIN_NVPMODEL, ORIN_RELEASE, SMI_HEADER, SMI_QUERY,
@@ -76,7 +77,7 @@ class _Capture:
     def __init__(self):
         self.lines = []
 
-    def print(self, text, **kw):
+    def __call__(self, text, **kw):
         self.lines.append(text)
 
 

@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 
 from se_deploy.calibration.dataset import CalibrationSet
-from se_deploy.errors import CalibrationError, InputError
+from se_deploy.errors import CalibrationError, InputError, QuantizationError, UsageError
 from se_deploy.numerics import compare_arrays
 
 MAX_EVAL_BATCH = 64
@@ -81,29 +81,15 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], data: 
     return report
 
 
-def render_table(report: dict, title: str = "accuracy vs FP32"):
-    """A rich Table of an :func:`evaluate` report."""
-    from rich.table import Table
-
-    d = report["data"]
-    caption = f"{report['samples']} {d['role']} samples ({d['source_kind']}{', SYNTHETIC' if d['synthetic'] else ''})"
-    table = Table(title=title, caption=caption)
-    labelled = "top1" in report["reference"]
-    for col in ["model", "top-1 agree %", "cosine", "SQNR dB", "max abs"] + (["top-1 %", "top-5 %", "drop pt"]
-                                                                              if labelled else []):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    ref = report["reference"]
-    row = ["fp32 (reference)", "100.00", "1.000000", "inf", "0"]
-    if labelled:
-        row += [f"{ref['top1']:.2f}", f"{ref['top5']:.2f}", "-"]
-    table.add_row(*row)
-    for name, e in report["candidates"].items():
-        agree = "-" if e["top1_agreement"] is None else f"{e['top1_agreement']:.2f}"
-        row = [name, agree, f"{e['cosine']:.6f}", f"{e['sqnr_db']:.1f}", f"{e['max_abs']:.3g}"]
-        if labelled:
-            row += [f"{e['top1']:.2f}", f"{e['top5']:.2f}", f"{e['top1_drop']:+.2f}"]
-        table.add_row(*row)
-    return table
+def check_max_drop(report: dict, max_drop: float) -> None:
+    """Raise QuantizationError naming the worst candidate whose top-1 dropped more than ``max_drop`` points."""
+    if "top1" not in report["reference"]:
+        raise UsageError("--max-drop needs labelled data (class-folder layout or an npz 'labels' key)")
+    over = {k: v["top1_drop"] for k, v in report["candidates"].items() if v["top1_drop"] > max_drop}
+    if over:
+        worst = max(over, key=over.get)
+        raise QuantizationError(f"{worst} top-1 dropped {over[worst]:.2f} points, over the --max-drop budget of "
+                                f"{max_drop:g}")
 
 
-__all__ = ["evaluate", "run_model", "topk_accuracy", "render_table"]
+__all__ = ["check_max_drop", "evaluate", "run_model", "topk_accuracy"]

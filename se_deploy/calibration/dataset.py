@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from se_deploy._util import atomic_output
+from se_deploy._util import atomic_output, write_json_atomic
 from se_deploy.calibration import sources
 from se_deploy.calibration.preprocess import Preprocess
 from se_deploy.errors import CalibrationError, UsageError
@@ -96,6 +96,13 @@ class CalibrationSet:
                 np.savez(f, **payload)
         return path
 
+    def save_with_sidecar(self, path: str | Path) -> Path:
+        """:meth:`save_npz` plus ``path.json`` describing where the samples came from."""
+        self.save_npz(path)
+        write_json_atomic(Path(str(path) + ".json"), {"kind": "calibration-data", "input_name": self.input_name,
+                                                      **self.describe()})
+        return Path(path)
+
     def describe(self) -> dict:
         """The provenance block that sidecars embed."""
         return {"source_kind": self.source_kind, "samples": len(self), "synthetic": self.is_synthetic,
@@ -127,11 +134,12 @@ def _names(files: Sequence[str]) -> str:
 
 def load_calibration(source: str | Path | None, *, input_name: str, input_shape: tuple, preprocess: Preprocess,
                      calib_size: int | None, seed: int, strict: bool = False, synthetic: bool = False,
-                     progress: bool = True) -> CalibrationSet:
+                     progress: Callable[[int, int], None] | None = None) -> CalibrationSet:
     """Read calibration samples from an image folder, a .npy/.npz file, or synthesise them.
 
     ``calib_size`` picks a deterministic subset (by ``seed``); None uses every sample.
     Image folders are read recursively in sorted order; a folder-per-class layout gives labels.
+    ``progress(done, total)`` is called as images are decoded.
     """
     if calib_size is not None and calib_size <= 0:
         raise UsageError(f"calibration size must be > 0, got {calib_size}")
@@ -170,7 +178,7 @@ def load_calibration(source: str | Path | None, *, input_name: str, input_shape:
 
 
 def _load_images(root: Path, input_name: str, input_shape: tuple, preprocess: Preprocess, calib_size: int | None,
-                 seed: int, strict: bool, progress: bool) -> CalibrationSet:
+                 seed: int, strict: bool, progress: Callable[[int, int], None] | None) -> CalibrationSet:
     channels, height, width = _sample_shape(input_shape, need_ints=True)
     if not any(root.iterdir()):
         raise CalibrationError(f"calibration folder is empty: {root}")

@@ -64,10 +64,11 @@ class Fp16Config:
 
 def _check_inputs(model, eval_set):
     """Real held-out samples when given; otherwise deterministic probes (random normal and constant)."""
-    from se_deploy.calibration.quantize import model_input
+    from se_deploy.onnx_io import model_input
     from se_deploy.numerics import probe_inputs
 
-    name, shape = model_input(model)
+    inp = model_input(model)
+    name, shape = inp.name, inp.dims
     if eval_set is not None:
         return name, eval_set.arrays[:64], f"{min(len(eval_set), 64)} {eval_set.provenance.get('role', 'evaluation')} samples"
     dims = [d if isinstance(d, int) and d > 0 else None for d in shape]

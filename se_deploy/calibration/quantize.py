@@ -33,6 +33,7 @@ import numpy as np
 from se_deploy._util import check_output_path, sha256_file, write_sidecar
 from se_deploy.calibration.dataset import MIN_INT8_SAMPLES, CalibrationSet
 from se_deploy.errors import CalibrationError, QuantizationError, UsageError, first_line
+from se_deploy.onnx_io import load_onnx, model_input, save_onnx
 
 log = logging.getLogger("se_deploy.calibration")
 
@@ -134,19 +135,6 @@ def name_nodes(model) -> int:
         used.add(name)
         named += 1
     return named
-
-
-def model_input(model) -> tuple[str, tuple]:
-    """(name, shape) of the single graph input; dynamic dims as their symbol or None."""
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise UsageError(f"INT8/FP16 conversion supports single-input models; this one has {len(inputs)} inputs "
-                         f"({[i.name for i in inputs]})")
-    inp = inputs[0]
-    dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                 for d in inp.type.tensor_type.shape.dim)
-    return inp.name, dims
 
 
 def resolve_excludes(model, patterns: tuple[str, ...]) -> dict[str, list[str]]:
@@ -273,8 +261,6 @@ def _se_blocks(model) -> list:
 
 def prepare_model(onnx_in: str | Path, work_dir: Path, *, run_pre_process: bool = True) -> tuple[Path, Any]:
     """quant_pre_process (shape inference + onnxruntime's basic fusions), then name every node."""
-    from se_deploy.onnx_io import load_onnx, save_onnx
-
     load_onnx(onnx_in)  # one-line errors for missing/corrupt files before onnxruntime sees them
     pre = work_dir / "pre.onnx"
     if run_pre_process:
@@ -310,8 +296,6 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
     from se_deploy.calibration.ranges import collect_ranges
 
     from se_deploy.calibration.accuracy import evaluate
-    from se_deploy.onnx_io import load_onnx, save_onnx
-
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
     check_output_path(onnx_out)
     if onnx_out.resolve() == onnx_in.resolve():
@@ -328,7 +312,8 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
     with tempfile.TemporaryDirectory(prefix="se_deploy_q_") as tmp:
         work = Path(tmp)
         pre_path, pre_model = prepare_model(onnx_in, work, run_pre_process=config.preprocess_model)
-        input_name, input_shape = model_input(pre_model)
+        inp = model_input(pre_model)
+        input_name, input_shape = inp.name, inp.dims
         if calib.input_name != input_name:
             raise CalibrationError(f"calibration data is keyed {calib.input_name!r} but the model input is "
                                    f"{input_name!r}")
@@ -462,4 +447,4 @@ def _check_structure(facts: dict, spec: TargetSpec, config: QuantConfig) -> None
 
 
 __all__ = ["QuantConfig", "TargetSpec", "TARGETS", "METHODS", "quantize_int8", "qdq_facts", "name_nodes",
-           "model_input", "resolve_excludes", "prepare_model", "calibration_batch"]
+           "resolve_excludes", "prepare_model", "calibration_batch"]

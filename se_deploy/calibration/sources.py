@@ -51,8 +51,8 @@ def class_layout(root: Path, files: Sequence[Path]) -> tuple[np.ndarray | None, 
 
 
 def read_images(files: Sequence[Path], convert: Callable, *, strict: bool,
-                progress: bool = True) -> tuple[list[np.ndarray], list[int], list[str]]:
-    """Decode ``files`` with Pillow and ``convert`` each image.
+                progress: Callable[[int, int], None] | None = None) -> tuple[list[np.ndarray], list[int], list[str]]:
+    """Decode ``files`` with Pillow and ``convert`` each image; ``progress(done, total)`` after each.
 
     Returns (arrays, indices of the files kept, unreadable files). A corrupt file raises
     CalibrationError when ``strict``; otherwise it is skipped and listed.
@@ -75,18 +75,10 @@ def read_images(files: Sequence[Path], convert: Callable, *, strict: bool,
                                        "drop --strict to skip corrupt images") from None
             bad.append(str(path))
 
-    if progress and len(files) > 1:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        columns = (TextColumn("reading images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, transient=True) as bar:
-            task = bar.add_task("read", total=len(files))
-            for i, path in enumerate(files):
-                _one(i, path)
-                bar.advance(task)
-    else:
-        for i, path in enumerate(files):
-            _one(i, path)
+    for i, path in enumerate(files):
+        _one(i, path)
+        if progress is not None:
+            progress(i + 1, len(files))
     return arrays, kept, bad
 
 

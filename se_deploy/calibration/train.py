@@ -157,4 +157,36 @@ def export_trained(trained: TrainedModel, output: str | Path, *, dynamic_batch: 
     return Path(output)
 
 
-__all__ = ["TrainedModel", "quick_train", "digits_arrays", "export_trained", "DEFAULT_EPOCHS"]
+@dataclass(frozen=True)
+class DemoFiles:
+    """What :func:`write_demo` wrote, with the figures the command reports."""
+
+    model: Path
+    calib: Path
+    eval: Path
+    accuracy: float
+    seconds: float
+    calib_samples: int
+    eval_samples: int
+
+
+def write_demo(output_dir: str | Path, model_name: str = "se_resnet18", *, seed: int = 0,
+               epochs: int = DEFAULT_EPOCHS, image_size: int = 32) -> DemoFiles:
+    """Train ``model_name`` on digits and write ``model.onnx``, ``calib.npz`` and ``eval.npz`` into ``output_dir``
+    (created when its parent exists)."""
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output path is not a folder: {out}")
+    if not out.parent.is_dir():
+        raise UsageError(f"parent folder does not exist: {out.parent}")
+    out.mkdir(exist_ok=True)
+    trained = quick_train(model_name, seed=seed, epochs=epochs, image_size=image_size)
+    model = export_trained(trained, out / "model.onnx")
+    trained.calibration_set().save_npz(out / "calib.npz")
+    trained.eval_set().save_npz(out / "eval.npz")
+    return DemoFiles(model, out / "calib.npz", out / "eval.npz", trained.accuracy, trained.seconds,
+                     len(trained.y_train), len(trained.y_test))
+
+
+__all__ = ["DEFAULT_EPOCHS", "DemoFiles", "TrainedModel", "digits_arrays", "export_trained", "quick_train",
+           "write_demo"]

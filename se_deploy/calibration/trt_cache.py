@@ -133,12 +133,14 @@ def collect_amax(onnx_path: str | Path, calib, *, method: str = "entropy", perce
     match the network's tensors. ``method``: minmax, entropy (TensorRT's EntropyCalibration2
     idea: the KL-optimal clip) or percentile.
     """
-    from se_deploy.calibration.quantize import calibration_batch, model_input
+    from se_deploy.calibration.quantize import calibration_batch
+    from se_deploy.onnx_io import model_input
     from se_deploy.calibration.ranges import collect_ranges
     from se_deploy.onnx_io import load_onnx
 
     model = load_onnx(onnx_path)
-    name, shape = model_input(model)
+    inp = model_input(model)
+    name, shape = inp.name, inp.dims
     if calib.input_name != name:
         raise CalibrationError(f"calibration data is keyed {calib.input_name!r} but the model input is {name!r}")
     ranges = collect_ranges(onnx_path, calib, input_name=name, batch_size=calibration_batch(shape, batch_size, len(calib)),

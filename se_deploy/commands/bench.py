@@ -80,11 +80,11 @@ def register(command) -> None:
         import tempfile
 
         from se_deploy._util import check_output_path, parse_int_list, parse_shape
+        from se_deploy.bench.results import save_results
         from se_deploy.bench.suite import BenchConfig, benchmark
         from se_deploy.bench.targets import prepare
-        from se_deploy.cli import console, err_console
+        from se_deploy.console import console, line, note
         from se_deploy.report.render import write_report
-        from se_deploy.bench.results import save_results
 
         check_output_path(output)
         if html is not None:
@@ -94,20 +94,17 @@ def register(command) -> None:
                           confidence=confidence, profile=profile)
         shape = parse_shape(input_shape)
 
-        def say(msg: str) -> None:
-            err_console.print(f"[dim]{msg}[/dim]")
-
         with tempfile.TemporaryDirectory(prefix="se-deploy-bench-") as tmp:
             prep = prepare(target, backend=backend.value if backend else None, baseline=baseline,
-                           input_shape=shape, workdir=Path(tmp), say=say)
-            results = benchmark(prep.candidates, cfg, models=prep.models, run_name="", on_progress=say)
+                           input_shape=shape, workdir=Path(tmp), say=note)
+            results = benchmark(prep.candidates, cfg, models=prep.models, run_name="", on_progress=note)
         results.warnings[:0] = prep.warnings
         save_results(results, output)
         print_summary(results, console)
-        console.print(f"results: {output}", markup=False)
+        line(f"results: {output}")
         if html is not None:
             write_report(results, html=html)
-            console.print(f"report: {html}", markup=False)
+            line(f"report: {html}")
 
     @command("report", help="Reports: 'report render RESULTS.json -o report.html|.md' renders one run; "
                             "'report merge A.json B.json ... -o fleet.html|.md' puts runs side by side.")
@@ -118,7 +115,7 @@ def register(command) -> None:
         png_dir: Optional[Path] = typer.Option(None, "--png-dir", help="Also write the plots as PNG files here."),
     ) -> None:
         from se_deploy._util import check_output_path, write_text_atomic
-        from se_deploy.cli import console
+        from se_deploy.console import line
         from se_deploy.errors import UsageError
         from se_deploy.bench.results import load_results
 
@@ -141,4 +138,4 @@ def register(command) -> None:
             render = render_fleet_markdown if suffix == ".md" else render_fleet_html
             written = {"report": write_text_atomic(output, render(runs))}
         for path in written.values():
-            console.print(f"wrote {path}", markup=False)
+            line(f"wrote {path}")

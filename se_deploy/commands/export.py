@@ -33,12 +33,10 @@ def register(command) -> None:
         unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help="Allow checkpoints that hold pickled "
                                                                           "objects (runs code from the file)."),
     ) -> None:
-        from rich.console import Console
-
         from se_deploy._util import check_output_path, parse_shape
+        from se_deploy.console import console, status, warn
         from se_deploy.errors import UsageError
 
-        console = Console(highlight=False)
         shape = parse_shape(input_shape)
         if num_classes is not None and num_classes <= 0:
             raise UsageError(f"--num-classes must be > 0, got {num_classes}")
@@ -53,9 +51,8 @@ def register(command) -> None:
                            simplify=not no_simplify, simplifier=simplifier, fuse=not no_fuse, tolerance=tolerance)
         console.print(f"[bold]se-deploy export[/] {model} -> {output}")
         if unsafe_pickle:
-            console.print("[yellow]warning:[/] --unsafe-pickle: unpickling runs code stored in the checkpoint; "
-                          "only use files you trust")
-        with console.status("loading model"), warnings.catch_warnings():
+            warn("--unsafe-pickle: unpickling runs code stored in the checkpoint; only use files you trust")
+        with status("loading model"), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             loaded = load_model(model, num_classes=num_classes, reduction=reduction, weights=weights,
                                 unsafe_pickle=unsafe_pickle)
@@ -76,17 +73,16 @@ def register(command) -> None:
         model: Path = typer.Argument(..., help="An .onnx file."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON (includes the se_blocks list)."),
     ) -> None:
-        from rich.console import Console
         from rich.table import Table
 
+        from se_deploy.console import console, raw
         from se_deploy.export.inspect import inspect_model
         from se_deploy.onnx_io import load_onnx
 
         info = inspect_model(load_onnx(model))
         if as_json:
-            typer.echo(json.dumps({"path": str(model), **info}, indent=2))
+            raw(json.dumps({"path": str(model), **info}, indent=2))
             return
-        console = Console(highlight=False)
         console.print(f"[bold]{model}[/]  opset {info['opset']}, IR {info['ir_version']}, {info['nodes']} nodes, "
                       f"producer {info['producer'] or 'unknown'}")
         io = Table("", "name", "shape", "dtype", title="inputs / outputs", title_justify="left")
@@ -110,13 +106,13 @@ def register(command) -> None:
 
     @command("models", help="List the built-in model zoo (SE models and their plain twins).")
     def models(pattern: str = typer.Argument("*", help="Glob filter, e.g. 'se_*'.")) -> None:
-        from rich.console import Console
         from rich.table import Table
 
+        from se_deploy.console import console
         from se_deploy.models import get_entry, list_models
 
         t = Table("name", "plain twin", "description")
         for name in list_models(pattern):
             e = get_entry(name)
             t.add_row(name, e.plain_twin or ("-" if not e.se else "?"), e.description)
-        Console(highlight=False).print(t)
+        console.print(t)

@@ -25,7 +25,7 @@ def register(command) -> None:
         from rich.markup import escape
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        from se_deploy.cli import console
+        from se_deploy.console import console
         from se_deploy.errors import SeDeployError
         from se_deploy.pipeline import build_job, load_config, run_pipeline
 

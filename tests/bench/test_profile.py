@@ -160,7 +160,7 @@ def test_quantized_model_groups_se_blocks_found_in_its_float_source(tmp_path):
     src = tmp_path / "se.onnx"
     onnx.save(se_graph(), str(src))
     calib = load_calibration(None, input_name="x", input_shape=(1, 3, 32, 32), preprocess=make_preprocess("none"),
-                             calib_size=8, seed=0, synthetic=True, progress=False)
+                             calib_size=8, seed=0, synthetic=True)
     q = tmp_path / "se.int8.onnx"
     quantize_int8(src, q, calib, QuantConfig(target="cpu", method="minmax"))
     qmodel = onnx.load(str(q))

@@ -18,7 +18,7 @@ def _load(src, pre=None, **kw):
     kw.setdefault("calib_size", None)
     kw.setdefault("seed", 0)
     return load_calibration(src, input_name="input", input_shape=kw.pop("shape", SHAPE),
-                            preprocess=pre or make_preprocess("none", crop=8, resize=8), progress=False, **kw)
+                            preprocess=pre or make_preprocess("none", crop=8, resize=8), **kw)
 
 
 def test_imagenet_preset_matches_reference_transform():

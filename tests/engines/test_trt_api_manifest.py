@@ -17,7 +17,8 @@ import pytest
 
 from tools.trt_api_check import (DLA_VERSIONS, Finding, check_files, load_manifests,
                                                    package_files)
-from se_deploy.engines.tensorrt.config import BuildConfig, OnnxPrecision, plan_precision
+from se_deploy.engines.tensorrt.config import BuildConfig, plan_precision
+from se_deploy.onnx_io import OnnxPrecision
 from se_deploy.engines.tensorrt.trtexec import TrtexecCommand, check_trtexec_flags, trtexec_command, trtexec_problems
 from se_deploy.errors import InternalError, UsageError
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from se_deploy.cli import app
 from se_deploy.runtime.onnxruntime import run_onnx
-from se_deploy.engines.tensorrt.onnx_model import onnx_precision
+from se_deploy.onnx_io import onnx_precision
 from se_deploy.numerics import compare_arrays
 from se_deploy.onnx_io import load_onnx
 from tests.engines.trt_fixtures import calib_npz, conv_model, qdq_model

@@ -6,8 +6,10 @@ import dataclasses
 
 import pytest
 
-from se_deploy.engines.tensorrt.config import BuildConfig, OnnxPrecision, parse_batch_range, plan_precision
-from se_deploy.engines.tensorrt.onnx_model import graph_inputs, onnx_precision, profile_shapes
+from se_deploy.engines.tensorrt.config import BuildConfig, parse_batch_range, plan_precision
+from se_deploy.onnx_io import OnnxPrecision
+from se_deploy.engines.tensorrt.onnx_model import profile_shapes
+from se_deploy.onnx_io import graph_inputs, onnx_precision
 from se_deploy.errors import UsageError
 from se_deploy.onnx_io import load_onnx
 from tests.engines.trt_fixtures import conv_model, fp16_model, qdq_model
@@ -35,7 +37,7 @@ def cfg(**kw) -> BuildConfig:
     ({"dla_core": -1, "fp16": True}, "--dla-core must be >= 0"),
     ({"gpu_fallback": True}, "--gpu-fallback only applies with --dla-core"),
     ({"dla_core": 0}, "DLA runs only FP16 and INT8 layers"),
-    ({"cuda_api": "cupy"}, "--cuda-api 'cupy' is not one of pycuda, cuda-python"),
+    ({"cuda_api": "cupy"}, "--cuda-api 'cupy' is not one of cuda-python, pycuda"),
     ({"calib_batch_size": 0}, "calibration batch size must be >= 1"),
 ])
 def test_bad_options_are_refused_on_construction(kw, message):

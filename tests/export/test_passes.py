@@ -136,8 +136,8 @@ def broken_pass():
     def crash(model, ctx):
         raise RuntimeError("boom")
 
-    P.register_pass("test-corrupt", exact=True, summary="test only")(corrupt)
-    P.register_pass("test-crash", exact=True, summary="test only")(crash)
+    P.register_pass("test-corrupt", kind=P.PassKind.exact, summary="test only")(corrupt)
+    P.register_pass("test-crash", kind=P.PassKind.exact, summary="test only")(crash)
     yield
     _PASSES.pop("test-corrupt")
     _PASSES.pop("test-crash")

@@ -6,9 +6,11 @@ variables whose type is decidable from where they were made, version-specific fu
 marked with :func:`serves`). ``tools/trt_api_check.py`` checks every TensorRT name used here
 against the API manifests of each version that runs it.
 
-Everything before the TensorRT calls (reading the ONNX, the precision plan, the Q/DQ or
-FP16 preparation, the profile and the trtexec equivalent) is plain Python in
-:func:`prepare_build`, so it runs and is tested without TensorRT.
+The build takes an ONNX that is already prepared: when a request needs a Q/DQ or FP16
+graph first, :mod:`se_deploy.engines.build` runs that step (calibration's quantize or
+fp16 conversion) and says so. Everything before the TensorRT calls (the precision plan,
+the profile and the trtexec equivalent) is plain Python in :func:`describe_build`, so it
+runs and is tested without TensorRT.
 """
 
 from __future__ import annotations
@@ -17,20 +19,22 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+
+import numpy as np
 
 from se_deploy._util import check_output_path, sha256_file, write_bytes_atomic
 from se_deploy.runtime.tensorrt._trt import load_tensorrt, serves, trt_major
-from se_deploy.engines.tensorrt.calibrator import CacheStore, CalibrationFeeder, calibration_batches, make_calibrator
-from se_deploy.engines.tensorrt.config import BuildConfig, OnnxPrecision, PrecisionPlan, plan_precision
+from se_deploy.engines.tensorrt.calibrator import CacheStore, CalibrationFeeder, make_calibrator
+from se_deploy.engines.tensorrt.config import BuildConfig, PrecisionPlan, plan_precision
 from se_deploy.runtime.tensorrt.cuda import CudaApi, get_cuda_api
 from se_deploy.engines.tensorrt.inspector import parse_engine_information
-from se_deploy.engines.tensorrt.onnx_model import GraphInput, graph_inputs, onnx_precision, profile_shapes
+from se_deploy.engines.tensorrt.onnx_model import profile_shapes
 from se_deploy.runtime.tensorrt.plan_meta import DeviceInfo, plan_metadata, write_plan_metadata
 from se_deploy.engines.tensorrt.trtexec import TrtexecCommand, trtexec_command
 from se_deploy.errors import (CalibrationError, EngineError, InternalError, MissingDependencyError,
-                              QuantizationError, UsageError)
-from se_deploy.onnx_io import load_onnx
+                              UsageError)
+from se_deploy.onnx_io import GraphInput, OnnxPrecision, graph_inputs, load_onnx, onnx_precision
 
 if TYPE_CHECKING:  # annotations only; TensorRT is imported lazily at run time
     import tensorrt as trt
@@ -61,9 +65,9 @@ def prepared_onnx_path(cfg: BuildConfig, step: str) -> Path:
     return out.with_name(f"{out.stem}.{tag}.onnx")
 
 
-def prepare_build(cfg: BuildConfig, major: int, *, log: Log = _stderr) -> PreparedBuild:
-    """Read the ONNX, apply the precision matrix, run the Q/DQ or FP16 preparation, and make the
-    trtexec equivalent. No TensorRT needed."""
+def plan_build(cfg: BuildConfig, major: int) -> tuple[PrecisionPlan, OnnxPrecision, tuple[GraphInput, ...], dict]:
+    """Read the requested ONNX and apply the precision matrix: (plan, what the ONNX carries, inputs, profile).
+    No TensorRT needed, nothing written."""
     check_output_path(cfg.output)
     model = load_onnx(cfg.onnx)
     if cfg.calib_data is not None and not Path(cfg.calib_data).exists():
@@ -71,89 +75,18 @@ def prepare_build(cfg: BuildConfig, major: int, *, log: Log = _stderr) -> Prepar
     prec = onnx_precision(model)
     inputs = tuple(graph_inputs(model))
     profile = profile_shapes(list(inputs), cfg.batch)
-    plan = plan_precision(cfg, major, prec)
-    for note in plan.notes:
-        log(f"note: {note}")
-    build_onnx = str(cfg.onnx)
-    for step in plan.prepare:
-        out = prepared_onnx_path(cfg, step)
-        if step == "quantize_int8":
-            _quantize_int8(build_onnx, out, cfg, inputs)
-            after = onnx_precision(load_onnx(out))
-            if not after.has_qdq:
-                raise QuantizationError(f"INT8 quantization of {build_onnx} produced no Q/DQ nodes: refusing to "
-                                        "build an engine that would not be INT8")
-            log(f"prepared {out} (INT8 Q/DQ for TensorRT, {after.qdq_nodes} Q/DQ nodes)")
-        elif step == "convert_fp16":
-            _convert_fp16(build_onnx, out)
-            after = onnx_precision(load_onnx(out))
-            if not after.has_fp16:
-                raise QuantizationError(f"FP16 conversion of {build_onnx} produced no FP16 tensors: refusing to "
-                                        "build an engine that would not be FP16")
-            log(f"prepared {out} (FP16 ONNX, {after.fp16_tensors} FP16 tensors)")
-        else:
-            raise InternalError(f"unknown preparation step {step}")
-        build_onnx = str(out)
+    return plan_precision(cfg, major, prec), prec, inputs, profile
+
+
+def describe_build(cfg: BuildConfig, plan: PrecisionPlan, prec: OnnxPrecision, inputs: tuple[GraphInput, ...],
+                   profile: dict, build_onnx: str) -> PreparedBuild:
+    """The build of ``build_onnx`` (the ONNX TensorRT reads, already prepared) and its trtexec equivalent."""
     calib_shapes = {}
     if plan.calibrator is not None and profile:
         bs = cfg.calib_batch_size
         calib_shapes = {name: ((bs, *m[1][1:]),) * 3 for name, m in profile.items()}
     cmd = trtexec_command(cfg, plan, build_onnx, profile, calib_shapes=calib_shapes)
     return PreparedBuild(cfg, plan, prec, inputs, profile, calib_shapes, build_onnx, cmd)
-
-
-def _load_calibration(cfg: BuildConfig, inputs: tuple[GraphInput, ...]):
-    """The CalibrationSet for the model's (single) input, read the same way as ``se-deploy quantize``."""
-    from se_deploy.calibration.dataset import load_calibration
-    from se_deploy.calibration.preprocess import make_preprocess
-
-    if len(inputs) != 1:
-        raise CalibrationError(f"INT8 calibration supports single-input models; this one has {len(inputs)} inputs")
-    inp = inputs[0]
-    return load_calibration(cfg.calib_data, input_name=inp.name, input_shape=inp.dims,
-                            preprocess=make_preprocess(cfg.preprocess), calib_size=cfg.calib_size, seed=0,
-                            progress=False)
-
-
-def _calibration_arrays(calib) -> dict:
-    arrays = calib.arrays
-    if isinstance(arrays, dict):
-        return dict(arrays)
-    return {calib.input_name: arrays}
-
-
-def _quantize_int8(onnx_in: str, onnx_out: Path, cfg: BuildConfig, inputs: tuple[GraphInput, ...]) -> None:
-    from se_deploy.calibration.quantize import QuantConfig, quantize_int8
-
-    quantize_int8(onnx_in, str(onnx_out), _load_calibration(cfg, inputs), QuantConfig(target="tensorrt"))
-
-
-def _convert_fp16(onnx_in: str, onnx_out: Path) -> None:
-    from se_deploy.calibration.fp16 import Fp16Config, convert_fp16
-
-    convert_fp16(onnx_in, str(onnx_out), Fp16Config())
-
-
-def write_trtexec_calib_cache(prep: PreparedBuild, *, trt_version: str | None = None,
-                              log: Log = _stderr) -> Path | None:
-    """For ``trtexec --int8 --calib=FILE`` on a device: write the cache from onnxruntime ranges when it does
-    not exist yet (TensorRT's format; the header names ``trt_version``, default 10.3 as on JetPack 6)."""
-    from se_deploy.calibration.trt_cache import DEFAULT_TRT_VERSION, collect_amax, write_calibration_cache
-
-    cfg = prep.cfg
-    if prep.plan.calibrator is None:
-        return None
-    path = Path(cfg.resolved_calib_cache())
-    if path.exists():
-        return None
-    calib = _load_calibration(cfg, prep.inputs)
-    amax = collect_amax(prep.build_onnx, calib, method=prep.plan.calibrator)
-    algorithm = {"entropy": "EntropyCalibration2", "minmax": "MinMaxCalibration"}[prep.plan.calibrator]
-    version = trt_version or DEFAULT_TRT_VERSION
-    write_calibration_cache(path, amax, algorithm=algorithm, trt_version=".".join(version.split(".")[:3]))
-    log(f"wrote {path} ({len(amax)} tensor ranges from onnxruntime, header for TensorRT {version}; "
-        "a TensorRT of another version recalibrates instead of reading it)")
-    return path
 
 
 # --- TensorRT (both majors unless marked) ---------------------------------------------------
@@ -166,29 +99,38 @@ def installed_tensorrt():
         return None
 
 
-def build_engine(cfg: BuildConfig, *, log: Log = _stderr) -> dict:
-    """Build ``cfg.onnx`` into ``cfg.output`` (+ sidecar); return the sidecar metadata."""
+def build_engine(prep: PreparedBuild, *, calib_batches: Iterable[Mapping[str, np.ndarray]] | None = None,
+                 log: Log = _stderr) -> dict:
+    """Build the prepared ONNX into ``prep.cfg.output`` (+ sidecar); return the sidecar metadata.
+
+    ``calib_batches``: ``{input name: array}`` batches for the implicit INT8 calibrator
+    (TensorRT 10 with ``--calibrator``), one per ``get_batch`` call.
+    """
+    cfg = prep.cfg
     trt = load_tensorrt()
     major = trt_major(trt)
     if major not in (10, 11):
         raise EngineError(f"TensorRT {trt.__version__} is not supported: se-deploy builds with 10.x and 11.x")
-    if cfg.trt_version is not None and cfg.trt_version != major:
-        raise UsageError(f"--trt-version {cfg.trt_version} given, but TensorRT {trt.__version__} is installed")
+    if major != prep.plan.major:
+        raise UsageError(f"the build was planned for TensorRT {prep.plan.major}.x, but TensorRT {trt.__version__} "
+                         "is installed")
+    if prep.plan.calibrator is not None and calib_batches is None:
+        raise InternalError("implicit INT8 calibration needs calibration batches")
     cuda = get_cuda_api(cfg.cuda_api)
     try:
-        return _build_with(trt, major, cfg, cuda, log)
+        return _build_with(trt, major, prep, calib_batches, cuda, log)
     finally:
         cuda.close()
 
 
-def _build_with(trt, major: int, cfg: BuildConfig, cuda: CudaApi, log: Log) -> dict:
+def _build_with(trt, major: int, prep: PreparedBuild, calib_batches, cuda: CudaApi, log: Log) -> dict:
+    cfg = prep.cfg
     if cuda.device_count() == 0:
         raise EngineError("no NVIDIA GPU is visible to CUDA here: build on the target device")
     gpu_name, cc = cuda.device_info(0)
-    prep = prepare_build(cfg, major, log=log)
     log(f"building {cfg.output}: {prep.plan.describe()}")
     t0 = time.perf_counter()
-    plan_bytes = _build_serialized(trt, major, prep, cuda)
+    plan_bytes = _build_serialized(trt, major, prep, calib_batches, cuda)
     seconds = time.perf_counter() - t0
     layers = _inspect_plan(trt, plan_bytes)
     write_bytes_atomic(cfg.output, plan_bytes)
@@ -214,7 +156,7 @@ def _network_flags(trt, major: int, strongly_typed: bool) -> int:
     return 0
 
 
-def _build_serialized(trt, major: int, prep: PreparedBuild, cuda: CudaApi) -> bytes:
+def _build_serialized(trt, major: int, prep: PreparedBuild, calib_batches, cuda: CudaApi) -> bytes:
     cfg = prep.cfg
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -222,7 +164,7 @@ def _build_serialized(trt, major: int, prep: PreparedBuild, cuda: CudaApi) -> by
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(prep.build_onnx)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        first = errors[0].strip().splitlines()[0] if errors else "unknown parser error"
+        first = errors[0].strip().splitlines()[0] if errors and errors[0].strip() else "unknown parser error"
         raise EngineError(f"TensorRT cannot parse {prep.build_onnx}: {first}")
     config = builder.create_builder_config()
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
@@ -241,7 +183,7 @@ def _build_serialized(trt, major: int, prep: PreparedBuild, cuda: CudaApi) -> by
     if major == 10:
         _apply_builder_flags(trt, config, prep.plan.builder_flags)
         if prep.plan.calibrator is not None:
-            feeder = _attach_calibrator(trt, builder, config, prep, cuda)
+            feeder = _attach_calibrator(trt, builder, config, prep, calib_batches, cuda)
     if cfg.dla_core is not None:
         _apply_dla(trt, builder, config, cfg.dla_core, cfg.gpu_fallback)
     try:
@@ -282,18 +224,9 @@ def _apply_builder_flags(trt, config: "trt.IBuilderConfig", flags: tuple[str, ..
 
 @serves(10)
 def _attach_calibrator(trt, builder: "trt.Builder", config: "trt.IBuilderConfig", prep: PreparedBuild,
-                       cuda: CudaApi) -> CalibrationFeeder:
-    """Implicit INT8 calibration (TensorRT 10.x only)."""
+                       batches, cuda: CudaApi) -> CalibrationFeeder:
+    """Implicit INT8 calibration (TensorRT 10.x only) over the given ``{input: array}`` batches."""
     cfg = prep.cfg
-    calib = _load_calibration(cfg, prep.inputs)
-    bs = cfg.calib_batch_size
-    static_batch = [i.dims[0] for i in prep.inputs if i.dims and isinstance(i.dims[0], int) and i.dims[0] > 0]
-    if static_batch and not prep.profile:
-        bs = static_batch[0]
-    try:
-        batches = calibration_batches(_calibration_arrays(calib), bs, cfg.calib_max_batches)
-    except (TypeError, AttributeError) as e:
-        raise CalibrationError(f"calibration data {cfg.calib_data} cannot be batched: {e}") from None
     feeder = CalibrationFeeder(batches, 1, cuda)  # explicit-batch networks take the batch from the shape
     store = CacheStore(cfg.resolved_calib_cache(), prep.plan.calibrator)
     config.int8_calibrator = make_calibrator(trt, prep.plan.calibrator, feeder, store)

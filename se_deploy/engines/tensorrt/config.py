@@ -28,9 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from se_deploy.errors import UsageError
+from se_deploy.onnx_io import OnnxPrecision
+from se_deploy.runtime.tensorrt.cuda import CUDA_APIS
 
 CALIBRATORS = ("entropy", "minmax")
-CUDA_APIS = ("pycuda", "cuda-python")
 TRT_MAJORS = (10, 11)
 MAX_OPT_LEVEL = 5
 
@@ -127,22 +128,6 @@ class BuildConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class OnnxPrecision:
-    """What precision an ONNX model already carries."""
-
-    qdq_nodes: int = 0
-    fp16_tensors: int = 0
-
-    @property
-    def has_qdq(self) -> bool:
-        return self.qdq_nodes > 0
-
-    @property
-    def has_fp16(self) -> bool:
-        return self.fp16_tensors > 0
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from se_deploy.errors import CalibrationError, GraphPassError, UsageError, first_line
-from se_deploy.export.passes._registry import (GraphPass, PassContext, PassOptions, get_pass, list_passes,
-                                               parse_pass_list, register_pass)
+from se_deploy.export.passes._registry import (GraphPass, PassContext, PassKind, PassOptions, get_pass,
+                                               list_passes, parse_pass_list, register_pass)
 
 # Importing the rule modules registers them.
 from se_deploy.export.passes import ablate as _ablate  # noqa: E402,F401
@@ -136,7 +136,7 @@ def run_passes(model, names: Sequence[str], *, verify: bool = True, options: Pas
     calib_ref = _run(model, calib) if verify and calib else None
     current = model
     for p in passes:
-        entry: dict = {"name": p.name, "exact": p.exact}
+        entry: dict = {"name": p.name, "kind": p.kind.value, "exact": p.exact}
         t0 = time.perf_counter()
         try:
             irm = to_ir(current)
@@ -157,8 +157,8 @@ def run_passes(model, names: Sequence[str], *, verify: bool = True, options: Pas
         entry["details"] = {k: v for k, v in details.items() if k != "changed"}
         if entry["changed"] == 0:
             entry["status"] = "no-op"
-        elif not verify or p.name == "ablate-se":
-            # ablate-se changes the function by design; its output is the plain twin, not a proof target.
+        elif not verify or p.kind is PassKind.ablation:
+            # an ablation changes the function by design; its output is the plain twin, not a proof target.
             entry["status"] = "applied"
             entry["verified"] = False
             current = candidate
@@ -185,7 +185,7 @@ def run_passes(model, names: Sequence[str], *, verify: bool = True, options: Pas
     report["se_blocks_after"] = _count_blocks(current)
     report["nodes_after"] = len(current.graph.node)
     if verify and current is not model and original_outs is not None and not any(
-            e["name"] == "ablate-se" and e["status"] == "applied" for e in report["passes"]):
+            e["kind"] == PassKind.ablation.value and e["status"] == "applied" for e in report["passes"]):
         # ref_outs already holds the outputs of the last kept model
         report["final_vs_original"] = {k: v for k, v in _compare(original_outs, ref_outs,
                                                                 [lbl for lbl, _ in feeds]).items() if k != "per_input"}
@@ -235,5 +235,5 @@ def ablate_se(model):
     return out
 
 
-__all__ = ["DEFAULT_PASSES", "GraphPass", "PassContext", "PassOptions", "ablate_se", "fuse_default", "get_pass",
+__all__ = ["DEFAULT_PASSES", "GraphPass", "PassContext", "PassKind", "PassOptions", "ablate_se", "fuse_default", "get_pass",
            "list_passes", "parse_pass_list", "register_pass", "run_passes", "verification_feeds"]

@@ -8,6 +8,7 @@ rolls it back when the proof fails.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
@@ -59,27 +60,47 @@ class PassContext:
     calib_feeds: Sequence[Mapping[str, np.ndarray]] = ()
 
 
+class PassKind(str, enum.Enum):
+    """What a pass promises, which decides how it is proved.
+
+    ``exact``: the function is unchanged (float reordering only); proved on probe inputs.
+    ``approximate``: changes the function within a bound; judged on calibration data.
+    ``ablation``: changes the function by design (the plain twin); not a proof target.
+    """
+
+    exact = "exact"
+    approximate = "approximate"
+    ablation = "ablation"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class GraphPass:
     name: str
     fn: Callable
-    exact: bool
+    kind: PassKind
     needs_calibration: bool
     summary: str
 
+    @property
+    def exact(self) -> bool:
+        return self.kind is PassKind.exact
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "exact": self.exact, "needs_calibration": self.needs_calibration,
-                "summary": self.summary}
+        return {"name": self.name, "kind": self.kind.value, "exact": self.exact,
+                "needs_calibration": self.needs_calibration, "summary": self.summary}
 
 
 _PASSES: dict[str, GraphPass] = {}
 
 
-def register_pass(name: str, *, exact: bool, summary: str, needs_calibration: bool = False) -> Callable:
+def register_pass(name: str, *, kind: PassKind, summary: str, needs_calibration: bool = False) -> Callable:
     def deco(fn: Callable) -> Callable:
         if name in _PASSES:
             raise ValueError(f"pass {name!r} registered twice")
-        _PASSES[name] = GraphPass(name, fn, exact, needs_calibration, summary)
+        _PASSES[name] = GraphPass(name, fn, PassKind(kind), needs_calibration, summary)
         return fn
 
     return deco

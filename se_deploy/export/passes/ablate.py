@@ -7,10 +7,10 @@ that have no plain twin in the zoo: latency(model) / latency(ablate_se(model)) -
 from __future__ import annotations
 
 from se_deploy.export.passes import _ir
-from se_deploy.export.passes._registry import PassContext, register_pass
+from se_deploy.export.passes._registry import PassKind, PassContext, register_pass
 
 
-@register_pass("ablate-se", exact=False, summary="remove every SE block (scale by 1): the plain twin for SE-tax benchmarks")
+@register_pass("ablate-se", kind=PassKind.ablation, summary="remove every SE block (scale by 1): the plain twin for SE-tax benchmarks")
 def ablate(model, ctx: PassContext) -> dict:
     removed = []
     for m in _ir.each_match(model):

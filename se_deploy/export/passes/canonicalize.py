@@ -9,7 +9,7 @@ excitation in N,C,1,1. The weights are the same numbers, reshaped, so the pass i
 from __future__ import annotations
 
 from se_deploy.export.passes import _ir
-from se_deploy.export.passes._registry import PassContext, register_pass
+from se_deploy.export.passes._registry import PassKind, PassContext, register_pass
 from se_deploy.export.se_detect import Match
 
 
@@ -48,7 +48,7 @@ def replace_block(model, m: Match, nodes: list, new_out) -> None:
     new_out.producer().name = old_name or new_out.producer().name
 
 
-@register_pass("canonicalize", exact=True,
+@register_pass("canonicalize", kind=PassKind.exact,
                summary="rewrite every SE block as GlobalAveragePool -> Conv1x1 -> act -> Conv1x1 -> gate -> Mul")
 def canonicalize(model, ctx: PassContext) -> dict:
     changed, skipped = [], {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from se_deploy.export.passes import _ir
-from se_deploy.export.passes._registry import PassContext, register_pass
+from se_deploy.export.passes._registry import PassKind, PassContext, register_pass
 
 
 def _why_not(model, m) -> str | None:
@@ -37,7 +37,7 @@ def _why_not(model, m) -> str | None:
     return None
 
 
-@register_pass("expand-gate", exact=True,
+@register_pass("expand-gate", kind=PassKind.exact,
                summary="expand the N,C,1,1 gate to N,C,H,W (nearest Resize) so onnxruntime CPU keeps SE blocks in NCHWc")
 def expand_gate(model, ctx: PassContext) -> dict:
     import onnx_ir as ir

@@ -16,7 +16,7 @@ import numpy as np
 
 from se_deploy.errors import CalibrationError
 from se_deploy.export.passes import _ir
-from se_deploy.export.passes._registry import PassContext, register_pass
+from se_deploy.export.passes._registry import PassKind, PassContext, register_pass
 from se_deploy.export.se_detect import _const, find_matches
 
 
@@ -94,7 +94,7 @@ def fold_block(model, m, s: np.ndarray) -> str:
     return "constant Mul"
 
 
-@register_pass("fold-gates", exact=False, needs_calibration=True,
+@register_pass("fold-gates", kind=PassKind.approximate, needs_calibration=True,
                summary="replace SE blocks whose gates are near-constant on calibration data by a folded per-channel scale")
 def fold_gates(model, ctx: PassContext) -> dict:
     if not ctx.calib_feeds:

@@ -10,7 +10,7 @@ float summation order. Blocks are canonicalized on the way.
 from __future__ import annotations
 
 from se_deploy.export.passes import _ir
-from se_deploy.export.passes._registry import PassContext, register_pass
+from se_deploy.export.passes._registry import PassKind, PassContext, register_pass
 from se_deploy.export.passes.canonicalize import build_canonical, replace_block
 from se_deploy.export.se_detect import _attr, _const
 
@@ -41,7 +41,7 @@ def hoistable(m) -> tuple[list, object] | str:
     return chain, p.inputs[0]
 
 
-@register_pass("hoist-squeeze", exact=True,
+@register_pass("hoist-squeeze", kind=PassKind.exact,
                summary="pool the input of a pointwise (1x1) producer conv and apply its weights to the pooled vector")
 def hoist_squeeze(model, ctx: PassContext) -> dict:
     import onnx_ir as ir
