@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from se_deploy import __version__
 from se_deploy.errors import InputError, MissingDependencyError, UsageError
 
 SIDECAR_SUFFIX = ".json"
@@ -23,10 +24,6 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
@@ -114,8 +111,6 @@ def sidecar_path(artifact: str | os.PathLike) -> Path:
 
 
 def write_sidecar(artifact: str | os.PathLike, data: dict[str, Any]) -> Path:
-    from se_deploy import __version__
-
     payload = {"se_deploy_version": __version__, "created": now_iso(), **data}
     return write_json_atomic(sidecar_path(artifact), payload)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -52,21 +52,6 @@ def compare_arrays(ref: np.ndarray, got: np.ndarray) -> Comparison:
         top1 = float(np.mean(np.argmax(ref, axis=1) == np.argmax(got, axis=1)))
     return Comparison(max_abs, rel, float(np.mean(np.abs(diff))) if diff.size else 0.0, float(np.mean(cos)),
                       float(sqnr), top1, int(ref.shape[0]) if ref.ndim else 1)
-
-
-def compare_outputs(ref: Sequence[np.ndarray] | Mapping[str, np.ndarray],
-                    got: Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> list[Comparison]:
-    if isinstance(ref, Mapping):
-        ref = list(ref.values())
-    if isinstance(got, Mapping):
-        got = list(got.values())
-    if len(ref) != len(got):
-        raise ValueError(f"output count mismatch: {len(ref)} vs {len(got)}")
-    return [compare_arrays(a, b) for a, b in zip(ref, got)]
-
-
-def worst(comparisons: Sequence[Comparison]) -> Comparison:
-    return max(comparisons, key=lambda c: c.rel_max_abs)
 
 
 def probe_inputs(shape: Sequence[int], batch_sizes: Sequence[int] = (), seed: int = 0,

@@ -14,12 +14,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from se_deploy._util import sha256_file
 from se_deploy.bench.harness import run_interleaved
 from se_deploy.bench.profile import profile_runner
-from se_deploy.bench.stats import noise_warning, se_tax, summarize, throughput
-from se_deploy.errors import BenchmarkError, UsageError
-from se_deploy.runtime.registry import capabilities, create_runner
 from se_deploy.bench.results import Comparison, Measurement, ModelInfo, Profile, Results
+from se_deploy.bench.stats import noise_warning, se_tax, summarize, throughput
+from se_deploy.envinfo import TegrastatsSampler
+from se_deploy.envinfo import capture_environment as capture
+from se_deploy.errors import BenchmarkError, UsageError
+from se_deploy.export.inspect import inspect_model
+from se_deploy.onnx_io import load_onnx
+from se_deploy.runtime.registry import capabilities, create_runner
 
 MODES = ("singlestream", "offline")
 BACKENDS = ("onnxruntime", "tensorrt", "torch")
@@ -28,7 +33,6 @@ BACKENDS = ("onnxruntime", "tensorrt", "torch")
 @dataclass(frozen=True)
 class BenchConfig:
     """How long and how to time. ``max_iters`` caps the rounds per batch size (None: no cap)."""
-
     batches: tuple[int, ...] = (1,)
     threads: int = 0
     warmup_s: float = 1.0
@@ -71,7 +75,6 @@ class BenchConfig:
 @dataclass(frozen=True)
 class Candidate:
     """One thing to time: ``artifact`` is an ONNX/plan path (or a zoo name for the torch backend)."""
-
     name: str
     precision: str
     artifact: str
@@ -109,9 +112,6 @@ def model_info(name: str, role: str, onnx_path: str | None) -> ModelInfo:
     info = ModelInfo(name=name, role=role, artifact=str(onnx_path) if onnx_path else None)
     if not onnx_path or not str(onnx_path).endswith(".onnx"):
         return info
-    from se_deploy._util import sha256_file
-    from se_deploy.export.inspect import inspect_model
-    from se_deploy.onnx_io import load_onnx
 
     facts = inspect_model(load_onnx(onnx_path, check=False))
     share = facts.get("se_share", {})
@@ -166,8 +166,6 @@ def _profile(c: Candidate, feed: dict, config: BenchConfig, batch: int, warnings
 
 
 def capture_environment(warnings: list[str]) -> dict:
-    from se_deploy.envinfo import capture_environment as capture
-
     # tegrastats is sampled during the timed run instead (see benchmark), not here
     return capture(tegrastats_s=0)
 
@@ -187,8 +185,6 @@ def benchmark(candidates: Sequence[Candidate], config: BenchConfig, *, models: S
     measurements: list[Measurement] = []
     profiles: list[Profile] = []
     series: dict[tuple[str, int], list[float]] = {}
-
-    from se_deploy.envinfo import TegrastatsSampler
 
     with contextlib.ExitStack() as stack:
         power = stack.enter_context(TegrastatsSampler())  # Jetson board power during the run; no-op elsewhere

@@ -10,9 +10,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from se_deploy._util import read_sidecar
+from se_deploy.bench.results import ModelInfo
 from se_deploy.bench.suite import BACKENDS, Candidate, model_info
 from se_deploy.errors import InputError, UsageError
-from se_deploy.bench.results import ModelInfo
+from se_deploy.export.passes import ablate_se
+from se_deploy.export.se_detect import find_se_blocks
+from se_deploy.export.torch_export import export_model
+from se_deploy.models import is_registered, plain_twin
+from se_deploy.onnx_io import load_onnx, save_onnx
 
 PLAN_SUFFIXES = (".plan", ".engine", ".trt")
 
@@ -26,13 +32,10 @@ class Prepared:
 
 def onnx_precision(path: str | os.PathLike) -> str:
     """The precision an ONNX model runs in: its sidecar's record, else read from the graph."""
-    from se_deploy._util import read_sidecar
-
     side = read_sidecar(path) or {}
     prec = side.get("precision")
     if isinstance(prec, str) and prec:
         return prec.lower()
-    from se_deploy.onnx_io import load_onnx
 
     m = load_onnx(path, check=False)
     ops = {n.op_type for n in m.graph.node}
@@ -49,14 +52,10 @@ def _default_backend(target: str) -> str:
 
 
 def _is_zoo(name: str) -> bool:
-    from se_deploy.models import is_registered
-
     return is_registered(name)
 
 
 def _export(name: str, workdir: Path, input_shape: tuple[int, ...], say) -> Path:
-    from se_deploy.export.torch_export import export_model
-
     out = workdir / f"{name}.onnx"
     say(f"exporting {name} to ONNX at {'x'.join(map(str, input_shape))}")
     export_model(name, out, input_shape=input_shape, dynamic_batch=True)
@@ -117,8 +116,6 @@ def prepare(target: str, *, backend: str | None, baseline: str, input_shape: tup
         add(str(bpath), bpath.stem if bpath.stem != name else f"{bpath.stem}-baseline", "plain", bprec)
         return p
     if kind == "zoo":
-        from se_deploy.models import plain_twin
-
         twin = plain_twin(target)
         if twin is None:
             p.warnings.append(f"no plain twin registered for {target}; SE tax not measured")
@@ -133,9 +130,6 @@ def prepare(target: str, *, backend: str | None, baseline: str, input_shape: tup
         _demote(p)
         return p
     # any ONNX model: remove its SE blocks
-    from se_deploy.export.passes import ablate_se
-    from se_deploy.export.se_detect import find_se_blocks
-    from se_deploy.onnx_io import load_onnx, save_onnx
 
     model = load_onnx(main, check=False)
     if not find_se_blocks(model):

@@ -16,14 +16,13 @@ import numpy as np
 from se_deploy.calibration.dataset import CalibrationSet
 from se_deploy.errors import CalibrationError, InputError, QuantizationError, UsageError
 from se_deploy.numerics import compare_arrays
+from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
 
 MAX_EVAL_BATCH = 64
 
 
 def run_model(model: str | Path, data: CalibrationSet, *, threads: int = 0) -> np.ndarray:
     """The first output of ``model`` over every sample of ``data`` (batched as the model allows)."""
-    from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
-
     with OrtRunner(model, OrtConfig(threads=threads)) as runner:
         inputs = runner.inputs
         if len(inputs) != 1:

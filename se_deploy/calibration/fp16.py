@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from se_deploy._util import check_output_path, sha256_file, write_sidecar
+from se_deploy.calibration.accuracy import run_model
+from se_deploy.calibration.dataset import CalibrationSet
+from se_deploy.calibration.quantize import name_nodes
 from se_deploy.errors import QuantizationError, UsageError, first_line
+from se_deploy.export.se_detect import find_se_blocks
+from se_deploy.numerics import compare_arrays, probe_inputs
+from se_deploy.onnx_io import load_onnx, model_input, save_onnx
 
 # Ops kept in float32 on top of onnxconverter-common's own list (which covers ops without
 # FP16 kernels or with unsafe FP16 numerics: TopK, Resize, Range, CumSum, Min, Max, NMS, ...).
@@ -64,9 +70,6 @@ class Fp16Config:
 
 def _check_inputs(model, eval_set):
     """Real held-out samples when given; otherwise deterministic probes (random normal and constant)."""
-    from se_deploy.onnx_io import model_input
-    from se_deploy.numerics import probe_inputs
-
     inp = model_input(model)
     name, shape = inp.name, inp.dims
     if eval_set is not None:
@@ -86,12 +89,6 @@ def convert_fp16(onnx_in: str | Path, onnx_out: str | Path, config: Fp16Config, 
     """
     from onnxconverter_common import float16
 
-    from se_deploy.calibration.accuracy import run_model
-    from se_deploy.calibration.dataset import CalibrationSet
-    from se_deploy.calibration.quantize import name_nodes
-    from se_deploy.numerics import compare_arrays
-    from se_deploy.onnx_io import load_onnx, save_onnx
-
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
     check_output_path(onnx_out)
     if onnx_out.resolve() == onnx_in.resolve():
@@ -102,8 +99,6 @@ def convert_fp16(onnx_in: str | Path, onnx_out: str | Path, config: Fp16Config, 
     node_block = list(config.node_block_list)
     se_kept: list[str] = []
     if config.keep_se_float:
-        from se_deploy.export.se_detect import find_se_blocks
-
         for b in find_se_blocks(model):
             se_kept.extend(n for n in b.excitation_nodes if n)
         node_block.extend(se_kept)

@@ -31,8 +31,11 @@ from typing import Any
 import numpy as np
 
 from se_deploy._util import check_output_path, sha256_file, write_sidecar
+from se_deploy.calibration.accuracy import evaluate
 from se_deploy.calibration.dataset import MIN_INT8_SAMPLES, CalibrationSet
+from se_deploy.calibration.ranges import collect_ranges
 from se_deploy.errors import CalibrationError, QuantizationError, UsageError, first_line
+from se_deploy.export.se_detect import find_se_blocks
 from se_deploy.onnx_io import load_onnx, model_input, save_onnx
 
 log = logging.getLogger("se_deploy.calibration")
@@ -44,7 +47,6 @@ SQUEEZE_OPS = ("GlobalAveragePool",)  # squeezes onnxruntime quantizes; ReduceMe
 @dataclass(frozen=True)
 class TargetSpec:
     """How one backend wants its Q/DQ graph."""
-
     name: str
     activation_type: str  # onnxruntime QuantType member name
     activation_symmetric: bool
@@ -250,8 +252,6 @@ def calibration_batch(input_shape: tuple, requested: int, n_samples: int) -> int
 
 
 def _se_blocks(model) -> list:
-    from se_deploy.export.se_detect import find_se_blocks
-
     try:
         return list(find_se_blocks(model))
     except Exception as e:  # detection is a help for precision choices; its failure must not block INT8
@@ -293,9 +293,6 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
 
-    from se_deploy.calibration.ranges import collect_ranges
-
-    from se_deploy.calibration.accuracy import evaluate
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
     check_output_path(onnx_out)
     if onnx_out.resolve() == onnx_in.resolve():

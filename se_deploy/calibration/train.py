@@ -16,7 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from se_deploy.calibration.dataset import CalibrationSet
 from se_deploy.errors import UsageError
+from se_deploy.export.torch_export import export_model
+from se_deploy.models import create_model
 
 HOLDOUT_FRACTION = 0.3
 NORM_MEAN = 0.5
@@ -27,7 +30,6 @@ DEFAULT_EPOCHS = 3
 @dataclass
 class TrainedModel:
     """A trained torch model with its held-out split. Arrays are N x 3 x S x S float32, normalised."""
-
     model: object  # torch.nn.Module in eval mode
     model_name: str
     x_train: np.ndarray
@@ -63,8 +65,6 @@ class TrainedModel:
 
 
 def _as_set(x, y, input_name, role, size, seed):
-    from se_deploy.calibration.dataset import CalibrationSet
-
     idx = np.arange(len(x))
     if size is not None and size < len(x):
         idx = np.sort(np.random.default_rng(seed).choice(len(x), size=size, replace=False))
@@ -115,8 +115,6 @@ def quick_train(model_name: str = "se_resnet18", *, seed: int = 0, epochs: int =
     np.random.seed(seed)
     x_tr, y_tr, x_te, y_te = digits_arrays(image_size, seed)
     if model is None:
-        from se_deploy.models import create_model
-
         model = create_model(model_name, num_classes=10)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -150,8 +148,6 @@ def quick_train(model_name: str = "se_resnet18", *, seed: int = 0, epochs: int =
 
 def export_trained(trained: TrainedModel, output: str | Path, *, dynamic_batch: bool = True, **overrides) -> Path:
     """Export the trained model to ONNX with se-deploy's exporter (parity-checked, with sidecar)."""
-    from se_deploy.export.torch_export import export_model
-
     export_model(trained.model, output, input_shape=trained.input_shape, dynamic_batch=dynamic_batch,
                  source={"kind": "quick-train", **trained.describe()}, **overrides)
     return Path(output)
@@ -160,7 +156,6 @@ def export_trained(trained: TrainedModel, output: str | Path, *, dynamic_batch: 
 @dataclass(frozen=True)
 class DemoFiles:
     """What :func:`write_demo` wrote, with the figures the command reports."""
-
     model: Path
     calib: Path
     eval: Path

@@ -2,7 +2,6 @@
 
 The TensorRT <= 10 implicit-calibration path (``config.int8_calibrator``'s
 ``read_calibration_cache``) and ``trtexec --int8 --calib=FILE`` read this file::
-
     TRT-100300-EntropyCalibration2
     input: 3c010204
     /layer1/conv/Conv_output_0: 3d4ccccd
@@ -31,7 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from se_deploy._util import write_text_atomic
+from se_deploy.calibration.quantize import calibration_batch
+from se_deploy.calibration.ranges import collect_ranges
 from se_deploy.errors import CalibrationError, InputError, UsageError
+from se_deploy.onnx_io import load_onnx, model_input
 
 ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", "LegacyCalibration")
 INT8_MAX = 127.0
@@ -133,10 +135,6 @@ def collect_amax(onnx_path: str | Path, calib, *, method: str = "entropy", perce
     match the network's tensors. ``method``: minmax, entropy (TensorRT's EntropyCalibration2
     idea: the KL-optimal clip) or percentile.
     """
-    from se_deploy.calibration.quantize import calibration_batch
-    from se_deploy.onnx_io import model_input
-    from se_deploy.calibration.ranges import collect_ranges
-    from se_deploy.onnx_io import load_onnx
 
     model = load_onnx(onnx_path)
     inp = model_input(model)

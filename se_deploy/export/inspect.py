@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from se_deploy.export.se_detect import find_se_blocks
+
 FLOP_CONVENTION = ("1 MAC = 2 FLOPs; Conv/Gemm/MatMul counted as MACs without bias; element-wise, "
                    "pooling and reductions counted separately as other_ops; batch 1")
 
@@ -119,8 +121,6 @@ def count_params(model) -> int:
 
 def inspect_model(model) -> dict[str, Any]:
     """Everything `se-deploy inspect` shows, as a JSON-ready dict."""
-    from se_deploy.export.se_detect import find_se_blocks
-
     io_specs = input_output_specs(model)
     costs = node_costs(model)
     macs = sum(c["macs"] for c in costs.values())

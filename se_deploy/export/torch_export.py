@@ -19,10 +19,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-
 from se_deploy._util import check_output_path, sha256_file, write_sidecar
 from se_deploy.errors import ExportError, UsageError, first_line
+from se_deploy.export.inspect import input_output_specs
+from se_deploy.export.passes import fuse_default
+from se_deploy.export.se_detect import find_se_blocks
+from se_deploy.export.simplify import simplify
+from se_deploy.models import load_model
 from se_deploy.numerics import compare_arrays, probe_inputs
+from se_deploy.onnx_io import save_onnx
+from se_deploy.runtime.onnxruntime import OrtRunner
 
 EXPORTERS = ("dynamo", "legacy")
 DEFAULT_OPSET = 18
@@ -108,8 +114,6 @@ def check_parity(module, onnx_model, cfg: ExportConfig) -> dict:
     """Run PyTorch and onnxruntime on the same probe inputs; return the worst errors per probe."""
     import torch
 
-    from se_deploy.runtime.onnxruntime import OrtRunner
-
     results = []
     with OrtRunner(onnx_model) as runner:
         in_name = runner.inputs[0].name
@@ -126,8 +130,6 @@ def check_parity(module, onnx_model, cfg: ExportConfig) -> dict:
 
 
 def _fuse(model) -> tuple[Any, dict]:
-    from se_deploy.export.passes import fuse_default
-
     return fuse_default(model)
 
 
@@ -146,8 +148,6 @@ def export_model(model_or_spec, output: str | Path, config: ExportConfig | None 
     step = on_step or (lambda name, secs, detail: None)
 
     if isinstance(model_or_spec, str):
-        from se_deploy.models import load_model
-
         loaded = load_model(model_or_spec)
         module, source = loaded.module, {**loaded.source, **(source or {})}
     else:
@@ -175,8 +175,6 @@ def export_model(model_or_spec, output: str | Path, config: ExportConfig | None 
 
     info["raw_nodes"] = len(model.graph.node)
     if cfg.simplify:
-        from se_deploy.export.simplify import simplify
-
         t0 = time.perf_counter()
         model, sinfo = simplify(model, simplifier=cfg.simplifier, dynamic_batch=cfg.dynamic_batch,
                                 input_shape=cfg.input_shape)
@@ -204,9 +202,6 @@ def export_model(model_or_spec, output: str | Path, config: ExportConfig | None 
         raise ExportError(f"parity check failed: max relative error {parity['worst_rel_max_abs']:.3e} exceeds "
                           f"tolerance {cfg.tolerance:.1e}; nothing written to {out}")
 
-    from se_deploy.export.inspect import input_output_specs
-    from se_deploy.onnx_io import save_onnx
-
     t0 = time.perf_counter()
     save_onnx(model, out)
     io_specs = input_output_specs(model)
@@ -214,8 +209,6 @@ def export_model(model_or_spec, output: str | Path, config: ExportConfig | None 
                 onnx_sha256=sha256_file(out), size_bytes=out.stat().st_size,
                 dynamic_batch=cfg.dynamic_batch, input_shape=list(cfg.input_shape))
     try:
-        from se_deploy.export.se_detect import find_se_blocks
-
         info["se_blocks"] = len(find_se_blocks(model))
     except Exception as e:  # detection is informative here; never fail an export that passed parity
         info["se_blocks_error"] = f"{type(e).__name__}: {e}"

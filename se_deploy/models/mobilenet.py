@@ -11,7 +11,6 @@ from __future__ import annotations
 from torch import nn
 
 from se_deploy.models.layers import SqueezeExcite
-from se_deploy.models.registry import register_model
 
 
 def _conv_bn(inp, oup, k, stride, groups=1, act=True, act6=False):
@@ -99,17 +98,3 @@ class MobileNetV2(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.pool(self.features(x)).flatten(1))
-
-
-def _register() -> None:
-    for se in (True, False):
-        p = "se_" if se else ""
-        register_model(f"{p}mobilenet_v1", lambda _se=se, **kw: MobileNetV1(se=_se, **kw), family="mobilenet_v1",
-                       se=se, plain_twin="mobilenet_v1" if se else None,
-                       description=f"{'SE-' if se else ''}MobileNet (V1)" + (", SE r=16 after each block" if se else ""))
-        register_model(f"{p}mobilenet_v2", lambda _se=se, **kw: MobileNetV2(se=_se, **kw), family="mobilenet_v2",
-                       se=se, plain_twin="mobilenet_v2" if se else None,
-                       description=f"{'SE-' if se else ''}MobileNetV2" + (", SE r=4 after the depthwise conv" if se else ""))
-
-
-_register()

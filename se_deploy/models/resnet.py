@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from se_deploy.models.layers import SqueezeExcite
-from se_deploy.models.registry import register_model
 
 
 def _se(channels: int, se: bool, reduction: int, se_fc: str, se_gate: str) -> nn.Module:
@@ -107,25 +106,13 @@ _DEPTHS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: (
            101: (Bottleneck, [3, 4, 23, 3]), 152: (Bottleneck, [3, 8, 36, 3])}
 
 
-def _register_resnets() -> None:
-    for depth, (block, layers) in _DEPTHS.items():
-        for se in (True, False):
-            name = f"{'se_' if se else ''}resnet{depth}"
-
-            def factory(_b=block, _l=layers, _se=se, **kw):
-                return ResNet(_b, _l, se=_se, **kw)
-
-            register_model(name, factory, family="resnet", se=se,
-                           plain_twin=None if not se else f"resnet{depth}",
-                           description=f"{'SE-' if se else ''}ResNet-{depth}" + (" (SE r=16 before the residual add)" if se else ""))
-    for se in (True, False):
-        name = f"{'se_' if se else ''}resnext50_32x4d"
-
-        def factory(_se=se, **kw):
-            return ResNet(Bottleneck, [3, 4, 6, 3], se=_se, groups=32, width_per_group=4, **kw)
-
-        register_model(name, factory, family="resnext", se=se, plain_twin="resnext50_32x4d" if se else None,
-                       description=f"{'SE-' if se else ''}ResNeXt-50 32x4d")
+def resnet(depth: int, *, se: bool = False, **kw) -> ResNet:
+    """(SE-)ResNet-``depth`` (18, 34, 50, 101, 152)."""
+    if depth not in _DEPTHS:
+        raise ValueError(f"ResNet depth must be one of {sorted(_DEPTHS)}, got {depth}")
+    block, layers = _DEPTHS[depth]
+    return ResNet(block, layers, se=se, **kw)
 
 
-_register_resnets()
+def resnext50_32x4d(*, se: bool = False, **kw) -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 6, 3], se=se, groups=32, width_per_group=4, **kw)

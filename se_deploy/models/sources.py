@@ -16,6 +16,7 @@ from typing import Any
 
 from se_deploy._util import lazy_import, sha256_file
 from se_deploy.errors import InputError, ModelError, first_line
+from se_deploy.models.layers import SqueezeExcite
 from se_deploy.models.registry import create_model, get_entry, is_registered
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
@@ -35,8 +36,6 @@ class LoadedModel:
 
 def count_se_modules(module) -> int:
     """Count SE modules: ours, plus timm's / common third-party SE class names."""
-    from se_deploy.models.layers import SqueezeExcite
-
     n = 0
     for m in module.modules():
         name = type(m).__name__

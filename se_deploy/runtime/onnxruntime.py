@@ -11,8 +11,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from se_deploy._util import atomic_output
 from se_deploy.errors import BenchmarkError, EngineError, InputError, UsageError, first_line
 from se_deploy.runtime.base import Capabilities, CopySplit, IOSpec, NodeProfile, NodeTime, Runner
+from se_deploy.runtime.ort_profile import attribute_nodes, parse_trace
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -196,8 +198,6 @@ class OrtRunner(Runner):
 
         try:
             if self.config.optimized_model_path:
-                from se_deploy._util import atomic_output
-
                 # onnxruntime writes the optimized graph while creating the session; write it under a
                 # temporary name so a failed load never leaves a partial file behind.
                 with atomic_output(self.config.optimized_model_path, suffix=".onnx") as tmp:
@@ -297,7 +297,6 @@ class OrtRunner(Runner):
             self._profile_path = self.session.end_profiling()
         return self._profile_path
 
-
     def profile(self, feed: Mapping[str, np.ndarray], *, iters: int, warmup: int = 3) -> NodeProfile:
         """Per-node kernel times from onnxruntime's profiler, mapped back to this model's nodes.
 
@@ -309,8 +308,6 @@ class OrtRunner(Runner):
         import tempfile
 
         import onnx
-
-        from se_deploy.runtime.ort_profile import attribute_nodes, parse_trace
 
         if not isinstance(iters, int) or iters < 1:
             raise UsageError(f"profile iterations must be >= 1, got {iters!r}")

@@ -15,14 +15,14 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from se_deploy.runtime.base import Capabilities, Runner
+from se_deploy.envinfo import _read_file
 from se_deploy.errors import UsageError
+from se_deploy.runtime.base import Capabilities, Runner
 
 
 @dataclass(frozen=True)
 class BackendInfo:
     """Whether a backend can run here. ``reason`` and ``install`` are set when it cannot."""
-
     name: str
     available: bool
     version: str | None = None
@@ -36,8 +36,6 @@ class BackendInfo:
 
 # --------------------------------------------------------------------------- platform hints
 def is_jetson(read: Callable[[str], str | None] | None = None) -> bool:
-    from se_deploy.envinfo import _read_file
-
     read = read or _read_file
     if read("/etc/nv_tegra_release"):
         return True

@@ -11,6 +11,7 @@ import numpy as np
 
 from se_deploy._util import parse_shape
 from se_deploy.errors import EngineError, UsageError, first_line
+from se_deploy.models import create_model
 from se_deploy.runtime.base import Capabilities, CopySplit, IOSpec, Runner
 
 _DTYPES = ("float32", "float16", "bfloat16")
@@ -87,8 +88,6 @@ class TorchRunner(Runner):
         cfg = self.config
         model = self._source
         if isinstance(model, str):
-            from se_deploy.models import create_model
-
             model = create_model(model, **self._model_kwargs)
         elif not isinstance(model, torch.nn.Module):
             raise UsageError(f"the torch backend runs an nn.Module or a zoo model name, got {type(model).__name__}")

@@ -16,8 +16,9 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 
 from se_deploy._util import atomic_output
-from se_deploy.runtime.tensorrt._trt import serves
+from se_deploy.calibration.trt_cache import parse_header, read_calibration_cache
 from se_deploy.errors import CalibrationError, InputError
+from se_deploy.runtime.tensorrt._trt import serves
 
 ALGORITHMS = {"entropy": "EntropyCalibration2", "minmax": "MinMaxCalibration"}
 
@@ -34,7 +35,6 @@ class CacheStore:
 
     def read(self) -> bytes | None:
         """The cache bytes for TensorRT, or None (TensorRT then calibrates from the data)."""
-        from se_deploy.calibration.trt_cache import parse_header, read_calibration_cache
 
         if not self.path.exists():
             return None
@@ -48,7 +48,6 @@ class CacheStore:
 
     def write(self, data) -> Path:
         """Store the cache TensorRT produced; refuse (one line) anything trtexec could not read back."""
-        from se_deploy.calibration.trt_cache import read_calibration_cache
 
         with atomic_output(self.path) as tmp:
             tmp.write_bytes(bytes(data))
@@ -76,7 +75,6 @@ def calibration_batches(arrays: Mapping[str, np.ndarray], batch_size: int,
 
 class CalibrationFeeder:
     """Copies calibration batches to device memory for TensorRT (no TensorRT types here)."""
-
     def __init__(self, batches: Iterable[Mapping[str, np.ndarray]], batch_size: int, cuda) -> None:
         self._batches = iter(batches)
         self.batch_size = batch_size

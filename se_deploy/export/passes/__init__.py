@@ -16,8 +16,6 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from se_deploy.errors import CalibrationError, GraphPassError, UsageError, first_line
-from se_deploy.export.passes._registry import (GraphPass, PassContext, PassKind, PassOptions, get_pass,
-                                               list_passes, parse_pass_list, register_pass)
 
 # Importing the rule modules registers them.
 from se_deploy.export.passes import ablate as _ablate  # noqa: E402,F401
@@ -25,6 +23,19 @@ from se_deploy.export.passes import canonicalize as _canonicalize  # noqa: E402,
 from se_deploy.export.passes import expand_gate as _expand_gate  # noqa: E402,F401
 from se_deploy.export.passes import fold_gates as _fold_gates  # noqa: E402,F401
 from se_deploy.export.passes import hoist_squeeze as _hoist  # noqa: E402,F401
+from se_deploy.export.passes._registry import (
+    GraphPass,
+    PassContext,
+    PassKind,
+    PassOptions,
+    get_pass,
+    list_passes,
+    parse_pass_list,
+    register_pass,
+)
+from se_deploy.export.se_detect import find_se_blocks, to_ir
+from se_deploy.numerics import compare_arrays, probe_inputs
+from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
 
 # The exact passes `se-deploy export` and `se-deploy fuse` apply by default.
 DEFAULT_PASSES: tuple[str, ...] = ("canonicalize",)
@@ -33,8 +44,6 @@ DEFAULT_PASSES: tuple[str, ...] = ("canonicalize",)
 def verification_feeds(model, options: PassOptions) -> list[tuple[str, dict[str, np.ndarray]]]:
     """Random and constant feeds for every graph input; dynamic batch -> several batch sizes."""
     from onnx import helper
-
-    from se_deploy.numerics import probe_inputs
 
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
@@ -74,8 +83,6 @@ def verification_feeds(model, options: PassOptions) -> list[tuple[str, dict[str,
 
 
 def _run(model, feeds: Sequence[tuple[str, Mapping[str, np.ndarray]]]) -> list[list[np.ndarray]]:
-    from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
-
     outs = []
     with OrtRunner(model, OrtConfig(threads=0)) as r:
         for _, feed in feeds:
@@ -85,8 +92,6 @@ def _run(model, feeds: Sequence[tuple[str, Mapping[str, np.ndarray]]]) -> list[l
 
 
 def _compare(ref: list[list[np.ndarray]], got: list[list[np.ndarray]], labels: list[str]) -> dict:
-    from se_deploy.numerics import compare_arrays
-
     worst, top1s, per_input = None, [], []
     for label, r_outs, g_outs in zip(labels, ref, got):
         for a, b in zip(r_outs, g_outs):
@@ -106,8 +111,6 @@ def _compare(ref: list[list[np.ndarray]], got: list[list[np.ndarray]], labels: l
 
 
 def _count_blocks(proto) -> int:
-    from se_deploy.export.se_detect import find_se_blocks
-
     return len(find_se_blocks(proto))
 
 
@@ -121,8 +124,6 @@ def run_passes(model, names: Sequence[str], *, verify: bool = True, options: Pas
     """
     import onnx
     import onnx_ir as ir
-
-    from se_deploy.export.se_detect import to_ir
 
     options = options or PassOptions()
     passes = [get_pass(n) for n in names]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from se_deploy.export.se_detect import Match
+from se_deploy.export.se_detect import Match, find_matches
 
 
 def each_match(model, skip=lambda m: None, skipped: dict | None = None):
@@ -15,7 +15,6 @@ def each_match(model, skip=lambda m: None, skipped: dict | None = None):
     handles. ``skip(m)`` returns a reason to leave ``m`` alone, or None to yield it;
     skipped blocks are collected in the returned dict of scale node -> reason.
     """
-    from se_deploy.export.se_detect import find_matches
 
     seen: set[str] = set()
     skipped = {} if skipped is None else skipped

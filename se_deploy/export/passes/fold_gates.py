@@ -16,16 +16,15 @@ import numpy as np
 
 from se_deploy.errors import CalibrationError
 from se_deploy.export.passes import _ir
-from se_deploy.export.passes._registry import PassKind, PassContext, register_pass
+from se_deploy.export.passes._registry import PassContext, PassKind, register_pass
 from se_deploy.export.se_detect import _const, find_matches
+from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
 
 
 def gate_statistics(model, matches, feeds) -> dict[str, np.ndarray]:
     """Gate values per block over all calibration samples: scale node name -> array (samples, C)."""
     import onnx
     import onnx_ir as ir
-
-    from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
 
     proto = ir.to_proto(model)
     names = [m.gate_value.name for m in matches]  # scale node -> gate values, below
