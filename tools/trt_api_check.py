@@ -16,7 +16,17 @@ is itself reported, so the convention cannot silently lapse):
   function of the same module annotated ``-> "trt.X"``, a parameter/attribute annotated
   ``"trt.X"``, or a ``self`` attribute assigned one of those;
 * the public methods of a class deriving from ``trt.X`` (calibrators): TensorRT only
-  calls them if ``X`` has a member of that name.
+  calls them if ``X`` has a member of that name (the manifests list the names TensorRT
+  looks up on its trampoline classes too);
+* a class written once for several TensorRT bases, as Polygraphy writes its calibrator:
+  ``class C(base)`` inside a factory decorated ``@trt_bases("X", "Y")`` whose first
+  parameter is ``base``. Each public method must exist in *every* declared base, and each
+  declared base must exist, in every version that serves the factory. A class deriving
+  from any other computed base (an undeclared or rebound parameter, ``bases[kind]``, a
+  name imported from ``tensorrt``, ``getattr(trt, ...)``), or a TensorRT-derived class
+  that inherits methods from another base, is reported as one that cannot be checked.
+  Builtins, classes of the module and names imported from other modules count as fixed
+  non-TensorRT classes: no module imports TensorRT at import time, so none can be one.
 
 Which versions a name must exist in:
 
@@ -35,6 +45,7 @@ Run as ``python -m tools.trt_api_check MANIFEST_DIR [FILES...]``.
 from __future__ import annotations
 
 import ast
+import builtins
 import json
 import sys
 from dataclasses import dataclass, field
@@ -43,6 +54,10 @@ from typing import Iterable
 
 TRT = "trt"
 MAJOR_VAR = "major"
+#: The decorator declaring the TensorRT classes a class factory's first parameter may be.
+BASES_DECORATOR = "trt_bases"
+#: Subscripted bases that are typing constructs, not a lookup that could yield a TensorRT class.
+GENERIC_BASES = frozenset({"Generic", "Protocol"})
 
 #: Return types of TensorRT factory methods and properties: (class, member) -> class.
 RETURNS: dict[tuple[str, str], str] = {
@@ -160,12 +175,13 @@ class _Ctx:
     dla_guarded: bool = False
     env: dict[str, str] = field(default_factory=dict)  # local name -> TensorRT class
     self_attrs: dict[str, str] = field(default_factory=dict)
-    trt_base: str | None = None  # the TensorRT base class when inside such a class
     untyped: frozenset[str] = frozenset()  # TensorRT-named parameters without an annotation
+    #: parameters declared by ``@trt_bases`` -> the TensorRT classes they may hold
+    base_params: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def copy(self, **kw) -> "_Ctx":
         d = {"versions": self.versions, "dla_guarded": self.dla_guarded, "env": dict(self.env),
-             "self_attrs": self.self_attrs, "trt_base": self.trt_base, "untyped": self.untyped}
+             "self_attrs": self.self_attrs, "untyped": self.untyped, "base_params": self.base_params}
         d.update(kw)
         return _Ctx(**d)
 
@@ -225,6 +241,40 @@ def _terminates(body: list[ast.stmt]) -> bool:
     return bool(body) and isinstance(body[-1], (ast.Raise, ast.Return))
 
 
+def _version_key(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
+
+
+def _bases_decorator(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.expr | None:
+    for dec in fn.decorator_list:
+        f = dec.func if isinstance(dec, ast.Call) else dec
+        if isinstance(f, ast.Name) and f.id == BASES_DECORATOR or \
+                isinstance(f, ast.Attribute) and f.attr == BASES_DECORATOR:
+            return dec
+    return None
+
+
+def _static_class_names(tree: ast.Module) -> frozenset[str]:
+    """Names that can only denote one fixed, non-TensorRT class: builtins, classes defined in the module and
+    names imported from other modules, unless the module binds the name any other way (an assignment or a
+    parameter could make it anything, a TensorRT class included)."""
+    fixed = set(dir(builtins))
+    from_tensorrt: set[str] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.ClassDef):
+            fixed.add(n.name)
+        elif isinstance(n, ast.Import):
+            for a in n.names:
+                bound = a.asname or a.name.split(".")[0]
+                (from_tensorrt if a.name.split(".")[0] == "tensorrt" else fixed).add(bound)
+        elif isinstance(n, ast.ImportFrom):
+            for a in n.names:
+                (from_tensorrt if (n.module or "").split(".")[0] == "tensorrt" else fixed).add(a.asname or a.name)
+    rebound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    rebound |= {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
+    return frozenset(fixed - from_tensorrt - rebound)
+
+
 class _ModuleChecker:
     def __init__(self, path: Path, display: str, manifests: dict[str, Manifest]) -> None:
         self.path = path
@@ -233,12 +283,13 @@ class _ModuleChecker:
         self.findings: list[Finding] = []
         self.uses: list[Use] = []
         self.func_returns: dict[str, str] = {}
+        self.static_classes: frozenset[str] = frozenset()
         self._seen: set[tuple[int, str]] = set()
 
     # reporting -------------------------------------------------------------
     def _need(self, node: ast.AST, name: str, versions: Iterable[str], present, why: str = "is missing from"
               ) -> None:
-        versions = sorted(versions, key=lambda v: tuple(int(x) for x in v.split(".")))
+        versions = sorted(versions, key=_version_key)
         self.uses.append(Use(self.display, node.lineno, name, tuple(versions)))
         missing = tuple(v for v in versions if not present(self.manifests[v]))
         key = (node.lineno, name)
@@ -254,9 +305,16 @@ class _ModuleChecker:
             if no_dla and key not in self._seen:
                 self._seen.add(key)
                 self.findings.append(Finding(
-                    self.display, node.lineno, f"{cls}.{member}", tuple(sorted(
-                        no_dla, key=lambda v: tuple(int(x) for x in v.split(".")))),
+                    self.display, node.lineno, f"{cls}.{member}", tuple(sorted(no_dla, key=_version_key)),
                     f"needs DLA, unguarded (add `if builder.{DLA_GUARD_ATTR} == 0: raise ...`), and DLA is absent in"))
+
+    def _unchecked(self, node: ast.AST, name: str, versions: Iterable[str], why: str) -> None:
+        """Report TensorRT code whose names the check cannot decide, so a convention cannot lapse silently."""
+        key = (node.lineno, name)
+        versions = tuple(sorted(versions, key=_version_key))
+        if versions and key not in self._seen:
+            self._seen.add(key)
+            self.findings.append(Finding(self.display, node.lineno, name, versions, f"cannot be checked: {why}, for"))
 
     # entry -----------------------------------------------------------------
     def run(self) -> None:
@@ -266,6 +324,7 @@ class _ModuleChecker:
                 t = _annotation_type(node.returns)
                 if t:
                     self.func_returns[node.name] = t
+        self.static_classes = _static_class_names(tree)
         self._block(tree.body, _Ctx(frozenset(self.manifests)))
 
     # statements ------------------------------------------------------------
@@ -368,24 +427,84 @@ class _ModuleChecker:
                     untyped.add(a.arg)
         for d in fn.decorator_list:
             self._expr(d, ctx)
-        self._block(fn.body, ctx.copy(versions=versions, env=env, untyped=frozenset(untyped)))
+        base_params = {k: v for k, v in ctx.base_params.items() if k not in {a.arg for a in args}}
+        declared = self._declared_bases(fn, versions)
+        if declared is not None:
+            base_params[declared[0]] = declared[1]
+        self._block(fn.body, ctx.copy(versions=versions, env=env, untyped=frozenset(untyped),
+                                      base_params=base_params))
+
+    def _declared_bases(self, fn, versions: frozenset[str]) -> tuple[str, tuple[str, ...]] | None:
+        """``@trt_bases("X", "Y")`` on ``fn(base, ...)`` -> ("base", ("X", "Y")); each X must exist where fn runs."""
+        dec = _bases_decorator(fn)
+        if dec is None:
+            return None
+        args = dec.args if isinstance(dec, ast.Call) else []
+        names = tuple(a.value for a in args if isinstance(a, ast.Constant) and isinstance(a.value, str))
+        params = fn.args.posonlyargs + fn.args.args
+        if not names or len(names) != len(args) or isinstance(dec, ast.Call) and dec.keywords:
+            self._unchecked(dec, f"@{ast.unparse(dec)}", versions,
+                            f"name the TensorRT base classes as string literals (@{BASES_DECORATOR}(\"X\", \"Y\"))")
+            return None
+        if not params:
+            self._unchecked(dec, f"@{ast.unparse(dec)}", versions,
+                            f"{fn.name}() must take the TensorRT base class as its first parameter")
+            return None
+        base = params[0].arg
+        if any(isinstance(n, ast.Name) and n.id == base and not isinstance(n.ctx, ast.Load) for n in ast.walk(fn)):
+            self._unchecked(dec, f"@{ast.unparse(dec)}", versions,
+                            f"{fn.name}() rebinds its base parameter `{base}`, so the declaration may not hold")
+            return None
+        for name in names:
+            self._need(dec, f"trt.{name}", versions, lambda m, n=name: m.has_class(n),
+                       f"is a declared base (@{BASES_DECORATOR}) of {fn.name}() but is missing from")
+        return base, names
+
+    def _class_bases(self, base: ast.expr, ctx: _Ctx) -> tuple[str, ...] | None:
+        """The TensorRT classes ``base`` may be: () for a fixed non-TensorRT class, None when undecidable."""
+        if isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name) and base.value.id == TRT:
+            return (base.attr,)
+        if isinstance(base, ast.Name) and base.id in ctx.base_params:
+            return ctx.base_params[base.id]
+        if isinstance(base, ast.Subscript):  # Generic[T]; `bases[kind]` could be anything
+            name = base.value.attr if isinstance(base.value, ast.Attribute) else getattr(base.value, "id", None)
+            return () if name in GENERIC_BASES else None
+        root = base
+        while isinstance(root, ast.Attribute):  # abc.ABC
+            root = root.value
+        if isinstance(root, ast.Name) and root.id != TRT and root.id in self.static_classes:
+            return ()
+        return None
 
     def _class(self, cls: ast.ClassDef, ctx: _Ctx) -> None:
-        trt_base = None
+        trt_bases: list[str] = []
+        plain: list[ast.expr] = []
         for base in cls.bases:
             self._expr(base, ctx)
-            if isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name) and base.value.id == TRT:
-                trt_base = base.attr
+            got = self._class_bases(base, ctx)
+            if got is None:
+                self._unchecked(cls, f"{cls.name}({ast.unparse(base)})", ctx.versions,
+                                f"derive from trt.<Class>, or from the first parameter of a factory decorated "
+                                f"@{BASES_DECORATOR}(\"<Class>\", ...) that names every class it may be")
+            elif got:
+                trt_bases.extend(b for b in got if b not in trt_bases)
+            elif not (isinstance(base, ast.Name) and base.id == "object"):
+                plain.append(base)
+        if trt_bases:
+            for base in plain:
+                self._unchecked(cls, f"{cls.name}({ast.unparse(base)})", ctx.versions,
+                                "methods inherited from a non-TensorRT base of a TensorRT-derived class are "
+                                "hidden from the check; write them in the class")
         attrs: dict[str, str] = {}
         for stmt in cls.body:  # class-level annotations: `_engine: "trt.ICudaEngine"`
             if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
                 t = _annotation_type(stmt.annotation)
                 if t:
                     attrs[stmt.target.id] = t
-        inner = ctx.copy(self_attrs=attrs, trt_base=trt_base)
-        if trt_base is not None:
-            for stmt in cls.body:
-                if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and not stmt.name.startswith("_"):
+        inner = ctx.copy(self_attrs=attrs)
+        for stmt in cls.body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and not stmt.name.startswith("_"):
+                for trt_base in trt_bases:  # every base it may have: TensorRT calls the method only if the base has it
                     self._need(stmt, f"{trt_base}.{stmt.name}", ctx.versions,
                                lambda m, b=trt_base, n=stmt.name: m.has_member(b, n),
                                "overrides no method of the base class in")
@@ -454,14 +573,8 @@ class _ModuleChecker:
             if owner is not None:
                 self._need_member(sub, owner, sub.attr, ctx)
             elif isinstance(base, ast.Name) and base.id in ctx.untyped:
-                key = (sub.lineno, f"{base.id}.{sub.attr}")
-                if key not in self._seen:
-                    self._seen.add(key)
-                    self.findings.append(Finding(
-                        self.display, sub.lineno, f"{base.id}.{sub.attr}", tuple(sorted(
-                            ctx.versions, key=lambda v: tuple(int(x) for x in v.split(".")))),
-                        "cannot be checked: annotate the parameter with its TensorRT class "
-                        "(e.g. \"trt.IBuilderConfig\") for"))
+                self._unchecked(sub, f"{base.id}.{sub.attr}", ctx.versions,
+                                "annotate the parameter with its TensorRT class (e.g. \"trt.IBuilderConfig\")")
 
 
 def check_files(files: Iterable[str | Path], manifests: dict[str, Manifest], root: str | Path | None = None

@@ -1,7 +1,7 @@
 """The TensorRT layer uses only names that exist in every TensorRT version that runs them.
 
 Checked statically (AST + the API manifests of 10.3, 10.7, 10.13, 10.16, 11.0, 11.1 in
-tests/engines/tensorrt_api/); TensorRT itself is never imported. The broken fixture proves
+tests/engines/tensorrt_api/); TensorRT itself is never imported. The broken fixtures prove
 the check fails when it should.
 """
 
@@ -17,6 +17,7 @@ import pytest
 
 from tools.trt_api_check import (DLA_VERSIONS, Finding, check_files, load_manifests,
                                                    package_files)
+from se_deploy.engines.tensorrt import calibrator as calibrator_module
 from se_deploy.engines.tensorrt.config import BuildConfig, plan_precision
 from se_deploy.onnx_io import OnnxPrecision
 from se_deploy.engines.tensorrt.trtexec import TrtexecCommand, check_trtexec_flags, trtexec_command, trtexec_problems
@@ -25,6 +26,8 @@ from se_deploy.errors import InternalError, UsageError
 HERE = Path(__file__).parent
 MANIFESTS = HERE / "tensorrt_api"
 FIXTURE = HERE / "fixtures" / "broken_trt11.py"
+BASES_FIXTURE = HERE / "fixtures" / "broken_trt_bases.py"
+CALIBRATOR = Path(calibrator_module.__file__)
 ALL = ("10.3", "10.7", "10.13", "10.16", "11.0", "11.1")
 TEN = ALL[:4]
 ELEVEN = ALL[4:]
@@ -47,6 +50,16 @@ def test_manifests_cover_every_supported_release(manifests):
     assert manifests["10.3"].has_member("BuilderFlag", "INT8")
     assert manifests["10.3"].has_member("Logger", "WARNING")  # inherited from ILogger
     assert DLA_VERSIONS <= set(TEN)
+
+
+def test_manifests_list_the_names_tensorrt_looks_up_on_overrides(manifests):
+    """Methods the bindings call back by name (no ``.def``) are listed too, so overriding them is no finding."""
+    for v in TEN:
+        for name in ("get_quantile", "get_regression_cutoff", "read_histogram_cache", "write_histogram_cache"):
+            assert manifests[v].has_member("IInt8LegacyCalibrator", name), (v, name)
+    for v in ALL:
+        assert manifests[v].has_member("IOutputAllocator", "reallocate_output"), v
+        assert manifests[v].has_member("IErrorRecorder", "get_num_errors"), v
 
 
 def test_tensorrt_layer_uses_only_existing_names(real):
@@ -87,15 +100,62 @@ def test_checker_resolves_types_and_version_paths_in_the_real_code(real):
         assert _versions_of(uses, name) == {TEN}, (name, _versions_of(uses, name))
 
 
-EXPECT = re.compile(r"#\s*expect:\s*(\S+)\s+([\d.,]+)")
+def _override_lines(uses, base):
+    return {u.name.split(".", 1)[1]: u.line for u in uses
+            if u.name.startswith(base + ".") and u.file.endswith("calibrator.py")}
 
 
-def _expected_from_markers():
+def test_the_one_calibrator_class_is_checked_against_both_bases(real):
+    """The calibrator is written once; each of its methods is verified against each TensorRT base it may get."""
+    _, uses = real
+    entropy = _override_lines(uses, "IInt8EntropyCalibrator2")
+    minmax = _override_lines(uses, "IInt8MinMaxCalibrator")
+    assert entropy == minmax  # the same lines, one class body
+    assert set(entropy) == {"get_batch_size", "get_batch", "read_calibration_cache", "write_calibration_cache"}
+    for name in entropy:
+        for base in ("IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator"):
+            assert _versions_of(uses, f"{base}.{name}") == {TEN}
+
+
+@pytest.mark.parametrize("edit, expected", [
+    # a method TensorRT would never call, on either base
+    (("def get_batch_size(self)", "def get_batch_sizes(self)"),
+     {("IInt8EntropyCalibrator2.get_batch_sizes", TEN), ("IInt8MinMaxCalibrator.get_batch_sizes", TEN)}),
+    # a declared base that has none of the methods
+    (('@trt_bases("IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator")',
+      '@trt_bases("IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator", "IStreamReader")'),
+     {(f"IStreamReader.{m}", TEN) for m in
+      ("get_batch_size", "get_batch", "read_calibration_cache", "write_calibration_cache")}),
+    # the factory no longer marked 10.x-only: the calibrator bases are gone in 11.x
+    (("@serves(10)\n@trt_bases", "@trt_bases"),
+     {(f"{b}.{m}", ELEVEN) for b in ("IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator") for m in
+      ("get_batch_size", "get_batch", "read_calibration_cache", "write_calibration_cache")}
+     | {("trt.IInt8EntropyCalibrator2", ELEVEN), ("trt.IInt8MinMaxCalibrator", ELEVEN)}),
+    # the declaration dropped: the class can no longer be checked
+    (('@trt_bases("IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator")\n', ""),
+     {("Calibrator(base)", TEN)}),
+])
+def test_the_real_calibrator_check_can_fail(tmp_path, manifests, edit, expected):
+    source = CALIBRATOR.read_text()
+    assert edit[0] in source
+    broken = tmp_path / "calibrator.py"
+    broken.write_text(source.replace(edit[0], edit[1]))
+    findings, _ = check_files([broken], manifests)
+    assert {(f.name, f.missing_in) for f in findings} == expected
+
+
+EXPECT = re.compile(r"#\s*expect:\s*(.*\S\s+\d[\d.,]*)\s*$")
+
+
+def _expected_from_markers(path=FIXTURE):
+    """``# expect: NAME VERSIONS`` markers, several per line separated by ``;``."""
     out = set()
-    for lineno, line in enumerate(FIXTURE.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         m = EXPECT.search(line)
         if m:
-            out.add((lineno, m.group(1), tuple(m.group(2).split(","))))
+            for item in m.group(1).split(";"):
+                name, versions = item.strip().rsplit(" ", 1)
+                out.add((lineno, name, tuple(versions.split(","))))
     return out
 
 
@@ -107,6 +167,21 @@ def test_broken_fixture_is_caught_line_by_line(manifests):
     assert got == expected
     int8 = next(f for f in findings if f.name == "BuilderFlag.INT8")
     assert str(int8) == f"{FIXTURE}:{int8.line}: BuilderFlag.INT8 is missing from TensorRT 11.0, 11.1"
+
+
+def test_classes_written_for_several_bases_are_caught_line_by_line(manifests):
+    """@trt_bases: (a) a method missing from any declared base, (b) a declared base missing in a version,
+    (c) a base the check cannot decide, each in the versions that serve the factory."""
+    findings, _ = check_files([BASES_FIXTURE], manifests)
+    got = {(f.line, f.name, f.missing_in) for f in findings}
+    assert got == _expected_from_markers(BASES_FIXTURE)
+    whys = [f.why for f in findings]
+    assert sum("overrides no method" in w for w in whys) >= 5  # (a)
+    assert sum("is a declared base (@trt_bases)" in w for w in whys) >= 3  # (b)
+    assert sum(w.startswith("cannot be checked") for w in whys) >= 7  # (c)
+    declared = next(f for f in findings if f.name == "trt.IStreamReaderV2")
+    assert str(declared) == (f"{BASES_FIXTURE}:{declared.line}: trt.IStreamReaderV2 is a declared base (@trt_bases) "
+                             "of reader() but is missing from TensorRT 10.3")
 
 
 def test_version_guards_narrow_and_complement(tmp_path, manifests):
@@ -136,6 +211,10 @@ def test_checker_command_line_exit_codes():
                           str(FIXTURE)], capture_output=True, text=True)
     assert bad.returncode == 1
     assert "BuilderFlag.INT8 is missing from TensorRT 11.0, 11.1" in bad.stdout
+    bases = subprocess.run([sys.executable, "-m", "tools.trt_api_check", str(MANIFESTS), str(BASES_FIXTURE)],
+                           capture_output=True, text=True)
+    assert bases.returncode == 1
+    assert "Calibrator(bases[kind]) cannot be checked" in bases.stdout
 
 
 # --- trtexec lines: every emitted flag is valid for its version ------------------------------

@@ -2,18 +2,23 @@
 
 TensorRT calls ``read_calibration_cache`` / ``write_calibration_cache`` on the calibrator; both
 delegate to CacheStore, tested here. The device copies go through the CUDA module; a host-memory
-stand-in for it checks only which batches and pointers the feeder hands out.
+stand-in for it checks only which batches and pointers the feeder hands out. Stand-ins named like
+the TensorRT base classes check the one calibrator class the factory writes for both.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from se_deploy.calibration.trt_cache import read_calibration_cache, write_calibration_cache
-from se_deploy.engines.tensorrt.calibrator import CacheStore, CalibrationFeeder, calibration_batches
+from se_deploy.engines.tensorrt.calibrator import (CacheStore, CalibrationFeeder, calibration_batches,
+                                                   calibrator_from_base, make_calibrator)
+from se_deploy.runtime.tensorrt._trt import trt_bases
 from se_deploy.runtime.tensorrt.cuda import DeviceBuffer
-from se_deploy.errors import CalibrationError, InputError
+from se_deploy.errors import CalibrationError, InputError, InternalError
 
 CACHE = (b"TRT-100300-EntropyCalibration2\n"
          b"input: 3c010204\n"
@@ -102,3 +107,52 @@ def test_feeder_hands_each_batch_once_then_none():
     assert len(mem.blocks) == 1  # one device buffer, reused for every batch
     feeder.close()
     assert mem.blocks == {}  # released
+
+
+def _trt_stand_in():
+    """Classes named like TensorRT's calibrator bases (the factory checks the name), recording initialisation."""
+
+    def base(name):
+        def __init__(self):
+            self.base_initialised = name
+
+        return type(name, (), {"__init__": __init__})
+
+    return SimpleNamespace(IInt8EntropyCalibrator2=base("IInt8EntropyCalibrator2"),
+                           IInt8MinMaxCalibrator=base("IInt8MinMaxCalibrator"),
+                           IInt8LegacyCalibrator=base("IInt8LegacyCalibrator"))
+
+
+@pytest.mark.parametrize("kind, base", [("entropy", "IInt8EntropyCalibrator2"), ("minmax", "IInt8MinMaxCalibrator")])
+def test_one_calibrator_class_serves_both_bases(tmp_path, kind, base):
+    trt = _trt_stand_in()
+    mem = HostMemory()
+    x = np.zeros((4, 3), np.float32)
+    store = CacheStore(tmp_path / "c.cache", kind)
+    calib = make_calibrator(trt, kind, CalibrationFeeder(calibration_batches({"input": x}, 2), 1, mem), store)
+    assert isinstance(calib, getattr(trt, base))
+    assert calib.base_initialised == base  # the trampoline's __init__ ran
+    assert calib.get_batch_size() == 1
+    assert len(calib.get_batch(["input"])) == 1
+    assert calib.read_calibration_cache() is None
+    cache = CACHE.replace(b"EntropyCalibration2", b"MinMaxCalibration") if kind == "minmax" else CACHE
+    calib.write_calibration_cache(memoryview(cache))
+    assert calib.read_calibration_cache() == cache
+
+
+def test_calibrator_factory_refuses_a_base_it_does_not_declare(tmp_path):
+    """The API check verified the class against the declared bases only, so any other is a bug."""
+    trt = _trt_stand_in()
+    feeder = CalibrationFeeder([], 1, HostMemory())
+    with pytest.raises(InternalError, match="declares only IInt8EntropyCalibrator2, IInt8MinMaxCalibrator"):
+        calibrator_from_base(trt.IInt8LegacyCalibrator, feeder, CacheStore(tmp_path / "c.cache", "entropy"))
+    with pytest.raises(CalibrationError, match="unknown calibrator 'legacy'"):
+        make_calibrator(trt, "legacy", feeder, CacheStore(tmp_path / "c.cache", "entropy"))
+    assert calibrator_from_base.__trt_bases__ == ("IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator")
+    assert calibrator_from_base.__trt_majors__ == (10,)
+
+
+def test_trt_bases_takes_class_names():
+    for bad in ((), ("IInt8 Calibrator",), (object,)):
+        with pytest.raises(ValueError, match="TensorRT class names"):
+            trt_bases(*bad)

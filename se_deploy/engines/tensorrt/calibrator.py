@@ -3,8 +3,8 @@
 The calibrators read the same calibration data as the Q/DQ path and keep their cache in
 TensorRT's own format (``TRT-<version>-EntropyCalibration2`` then ``tensor: <hex scale>``
 lines; see se_deploy.calibration.trt_cache), so ``trtexec --int8 --calib=FILE`` can reuse
-it. Everything but :func:`make_calibrator` is plain Python; that one function touches
-TensorRT and serves 10.x only (TensorRT 11 removed calibrators).
+it. Everything but :func:`make_calibrator` and the class it instantiates is plain Python;
+those touch TensorRT and serve 10.x only (TensorRT 11 removed calibrators).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from se_deploy._util import atomic_output
 from se_deploy.calibration.trt_cache import parse_header, read_calibration_cache
 from se_deploy.errors import CalibrationError, InputError
-from se_deploy.runtime.tensorrt._trt import serves
+from se_deploy.runtime.tensorrt._trt import serves, trt_bases
 
 ALGORITHMS = {"entropy": "EntropyCalibration2", "minmax": "MinMaxCalibration"}
 
@@ -111,17 +111,18 @@ class CalibrationFeeder:
 
 
 @serves(10)
-def make_calibrator(trt, kind: str, feeder: CalibrationFeeder, store: CacheStore):
-    """A TensorRT 10 calibrator object of ``kind`` (entropy | minmax) over ``feeder``.
+@trt_bases("IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator")
+def calibrator_from_base(base: type, feeder: CalibrationFeeder, store: CacheStore):
+    """A calibrator deriving from the TensorRT calibrator class ``base``, over ``feeder`` and ``store``.
 
-    The two classes repeat their bodies on purpose: each derives directly from its TensorRT
-    base so the static API check (``tools/trt_api_check.py``) can verify every override against that
-    base's members in each TensorRT version; a shared mixin would hide them from it.
+    One class body serves every algorithm; TensorRT picks the algorithm from the base. The
+    methods are the ones TensorRT calls back, so ``@trt_bases`` names every base this factory
+    may get: the static API check verifies each method against each of them.
     """
 
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+    class Calibrator(base):
         def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
+            base.__init__(self)  # a pybind11 trampoline class must be initialised explicitly
 
         def get_batch_size(self) -> int:
             return feeder.batch_size
@@ -135,24 +136,13 @@ def make_calibrator(trt, kind: str, feeder: CalibrationFeeder, store: CacheStore
         def write_calibration_cache(self, cache) -> None:
             store.write(cache)
 
-    class MinMaxCalibrator(trt.IInt8MinMaxCalibrator):
-        def __init__(self) -> None:
-            trt.IInt8MinMaxCalibrator.__init__(self)
+    return Calibrator()
 
-        def get_batch_size(self) -> int:
-            return feeder.batch_size
 
-        def get_batch(self, names):
-            return feeder.next_pointers(list(names))
-
-        def read_calibration_cache(self):
-            return store.read()
-
-        def write_calibration_cache(self, cache) -> None:
-            store.write(cache)
-
-    if kind == "entropy":
-        return EntropyCalibrator()
-    if kind == "minmax":
-        return MinMaxCalibrator()
-    raise CalibrationError(f"unknown calibrator {kind!r}; choose from {', '.join(ALGORITHMS)}")
+@serves(10)
+def make_calibrator(trt, kind: str, feeder: CalibrationFeeder, store: CacheStore):
+    """A TensorRT 10 calibrator object of ``kind`` (entropy | minmax) over ``feeder``."""
+    bases = {"entropy": trt.IInt8EntropyCalibrator2, "minmax": trt.IInt8MinMaxCalibrator}
+    if kind not in bases:
+        raise CalibrationError(f"unknown calibrator {kind!r}; choose from {', '.join(ALGORITHMS)}")
+    return calibrator_from_base(bases[kind], feeder, store)

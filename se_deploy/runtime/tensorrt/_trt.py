@@ -14,13 +14,18 @@ Conventions that every module in this package follows (the static API check in
   TensorRT type is decidable: created by ``trt.<Class>(...)``, returned by a TensorRT
   factory method of a known object (``builder.create_builder_config()``), or annotated
   with the TensorRT class (``config: "trt.IBuilderConfig"``).
+* A class that TensorRT calls back (a calibrator) derives from ``trt.<Class>``, or is
+  written once in a factory decorated with :func:`trt_bases`, whose first parameter is
+  the TensorRT base class and whose decorator names every class it may be.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, TypeVar
 
 from se_deploy._util import lazy_import
+from se_deploy.errors import InternalError
 
 TENSORRT_INSTALL_HINT = ("on a Jetson it ships with JetPack (`sudo apt install python3-libnvinfer`); on x86 with an "
                          "NVIDIA GPU `pip install tensorrt`; without TensorRT use the printed trtexec command on the "
@@ -46,6 +51,32 @@ def serves(*majors: int, dla: bool = False) -> Callable[[F], F]:
         fn.__trt_majors__ = tuple(majors)  # type: ignore[attr-defined]
         fn.__trt_dla__ = dla  # type: ignore[attr-defined]
         return fn
+
+    return deco
+
+
+def trt_bases(*names: str) -> Callable[[F], F]:
+    """Declare the TensorRT classes a class factory's first parameter (the base class) may be.
+
+    The factory writes its class once, ``class Calibrator(base): ...``, for several TensorRT
+    bases. TensorRT calls a method of such a class only if the base has a method of that
+    name, so the static API check verifies every method against each declared base in every
+    TensorRT version that serves the factory. At run time the factory refuses any other base,
+    so the declaration cannot fall behind the callers.
+    """
+    if not names or not all(isinstance(n, str) and n.isidentifier() for n in names):
+        raise ValueError(f"trt_bases() takes TensorRT class names, got {names}")
+
+    def deco(factory: F) -> F:
+        @functools.wraps(factory)
+        def checked(base, *args, **kwargs):
+            if getattr(base, "__name__", None) not in names:
+                raise InternalError(f"{factory.__qualname__} got base class {base!r}, but declares only "
+                                    f"{', '.join(names)} (@trt_bases): the API check verified only those")
+            return factory(base, *args, **kwargs)
+
+        checked.__trt_bases__ = names  # type: ignore[attr-defined]
+        return checked  # type: ignore[return-value]
 
     return deco
 
