@@ -6,7 +6,7 @@ A results file is one JSON object::
       "schema": "se-deploy/results", "schema_version": 1,
       "created": ISO-8601, "se_deploy_version": str,
       "run": {name, mode, backend, settings{...}},
-      "environment": {...}            # free-form, from se_deploy.envinfo
+      "environment": {...}            # from se_deploy.envinfo; free-form but for the keys reports read
       "models": [ModelInfo...],       # SE model, plain twin, and their SE share
       "measurements": [Measurement...],  # one per (model, precision, batch)
       "comparisons": [Comparison...],    # SE tax per (precision, batch)
@@ -17,169 +17,223 @@ A results file is one JSON object::
 
 Readers accept any file with the same ``schema`` and a ``schema_version`` not newer than
 :data:`SCHEMA_VERSION`; a newer file is refused with one line asking for an upgrade.
-Unknown keys inside records are kept in ``extra`` so a round trip loses nothing.
+
+The records are pydantic models. A file is validated strictly (``"4"`` is not a batch size),
+and the first problem becomes one :class:`InputError` line naming its field path. Python
+callers construct records in lax mode, so numpy scalars from the harness are accepted.
+Unknown keys, in records and in the free-form dicts, are kept, so a round trip loses nothing;
+``record.extra`` shows a record's own.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import MISSING as _MISSING
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Optional, Union, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WrapValidator
+from pydantic_core import PydanticCustomError
+from typing_extensions import Required, TypedDict
 
 from se_deploy._util import now_iso, write_json_atomic
 from se_deploy.errors import InputError
 
 SCHEMA_NAME = "se-deploy/results"
 SCHEMA_VERSION = 1
-MODES = ("singlestream", "offline")
-ROLES = ("se", "plain", "other")
+Mode = Literal["singlestream", "offline"]
+Role = Literal["se", "plain", "other"]
+MODES: tuple[str, ...] = get_args(Mode)
+ROLES: tuple[str, ...] = get_args(Role)
+_KEEP = ConfigDict(extra="allow")
 
 
-class _Record:
-    """Shared dict conversion for the schema's dataclasses."""
+def _number(v: Any) -> Any:
+    # int or float, kept as given (a float field would turn 3 into 3.0); bool is not a number here.
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise PydanticCustomError("number_type", "Input should be a number")
+    return v
 
-    @classmethod
-    def _known(cls) -> set[str]:
-        return {f.name for f in fields(cls)} - {"extra"}
+
+def _in_input_order(v: Any, handler: Any) -> Any:
+    # A validated TypedDict lists its declared keys first; keep the given order, so a file is rewritten as it was.
+    out = handler(v)
+    return {k: out[k] for k in v if k in out} if isinstance(v, dict) and isinstance(out, dict) else out
+
+
+Num = Annotated[Union[int, float], PlainValidator(_number)]
+OptNum = Optional[Num]  # null where a value could not be measured; reports show "-"
+_ORDER = WrapValidator(_in_input_order)
+
+
+class _LatencySummary(TypedDict, total=False):
+    """bench.stats.summarize() of one series, in ms."""
+
+    __pydantic_config__ = _KEEP  # type: ignore[misc]
+    n: Required[int]
+    median: Required[OptNum]
+    p90: Required[OptNum]
+    min: OptNum
+    mean: OptNum
+    p95: OptNum
+    p99: OptNum
+    max: OptNum
+    std: OptNum
+    cv: OptNum
+
+
+class _Headline(TypedDict, total=False):
+    __pydantic_config__ = _KEEP  # type: ignore[misc]
+    metric: Required[str]
+    value: Required[OptNum]
+    unit: str
+
+
+class _Tax(TypedDict, total=False):
+    """bench.stats.se_tax(): the SE tax in % with its interval."""
+
+    __pydantic_config__ = _KEEP  # type: ignore[misc]
+    tax_pct: Required[OptNum]
+    tax_pct_lo: Required[OptNum]
+    tax_pct_hi: Required[OptNum]
+    ratio: OptNum
+    ratio_lo: OptNum
+    ratio_hi: OptNum
+    se_median_ms: OptNum
+    plain_median_ms: OptNum
+    confidence: OptNum
+    n_boot: int
+    n_pairs: int
+    method: str
+
+
+class _RunInfo(TypedDict, total=False):
+    __pydantic_config__ = _KEEP  # type: ignore[misc]
+    name: Optional[str]
+    mode: Optional[Mode]
+    backend: str
+    settings: dict[str, Any]
+
+
+# The environment is whatever envinfo found; a section it could not probe is the string "unknown".
+# Typed here are only the values that reports iterate over.
+class _CpuEnv(TypedDict, total=False):
+    __pydantic_config__ = _KEEP  # type: ignore[misc]
+    flags: list[str]
+
+
+class _GpuEnv(TypedDict, total=False):
+    __pydantic_config__ = _KEEP  # type: ignore[misc]
+    gpus: list[dict[str, Any]]
+
+
+class _Environment(TypedDict, total=False):
+    __pydantic_config__ = _KEEP  # type: ignore[misc]
+    cpu: Union[Annotated[_CpuEnv, _ORDER], str]
+    gpu: Union[Annotated[_GpuEnv, _ORDER], str]
+    onnxruntime_providers: Union[list[str], str]
+
+
+LatencySummary = Annotated[_LatencySummary, _ORDER]
+Headline = Annotated[_Headline, _ORDER]
+Tax = Annotated[_Tax, _ORDER]
+RunInfo = Annotated[_RunInfo, _ORDER]
+Environment = Annotated[_Environment, _ORDER]
+
+
+class _Record(BaseModel):
+    model_config = _KEEP
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Keys this se-deploy does not know, kept for the round trip."""
+        return self.model_extra or {}
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        extra = d.pop("extra", None) or {}
-        return {**extra, **d}
-
-    @classmethod
-    def from_dict(cls, d: Any, where: str):
-        if not isinstance(d, dict):
-            raise InputError(f"results file: {where} must be an object, got {type(d).__name__}")
-        known = cls._known()
-        required = {f.name for f in fields(cls) if f.name != "extra" and f.default is _MISSING
-                    and f.default_factory is _MISSING}
-        missing = sorted(required - set(d))
-        if missing:
-            raise InputError(f"results file: {where} lacks required key(s) {missing}")
-        kwargs = {k: v for k, v in d.items() if k in known}
-        extra = {k: v for k, v in d.items() if k not in known}
-        obj = cls(**kwargs, extra=extra)  # type: ignore[call-arg]
-        obj._check(where)
-        return obj
-
-    def _check(self, where: str) -> None:
-        return None
+        return self.model_dump()
 
 
-def _need(cond: bool, where: str, msg: str) -> None:
-    if not cond:
-        raise InputError(f"results file: {where} {msg}")
-
-
-@dataclass
 class ModelInfo(_Record):
     """A benchmarked model. ``se_share`` holds SE params/FLOPs as % of the model's total."""
 
-    name: str
-    role: str = "other"
-    artifact: str | None = None
-    sha256: str | None = None
-    params: int | None = None
-    flops: int | None = None
-    se_blocks: int | None = None
-    se_share: dict | None = None
-    extra: dict = field(default_factory=dict)
-
-    def _check(self, where: str) -> None:
-        _need(isinstance(self.name, str) and bool(self.name), where, "name must be a non-empty string")
-        _need(self.role in ROLES, where, f"role {self.role!r} is not one of {list(ROLES)}")
+    name: str = Field(min_length=1)
+    role: Role = "other"
+    artifact: Optional[str] = None
+    sha256: Optional[str] = None
+    params: Optional[int] = None
+    flops: Optional[int] = None
+    se_blocks: Optional[int] = None
+    se_share: Optional[dict[str, Any]] = None
 
 
-@dataclass
 class Measurement(_Record):
     """Latency of one model at one precision and batch size. Times in ms."""
 
     model: str
     precision: str
-    batch: int
+    batch: int = Field(gt=0)
     backend: str
-    latency_ms: dict
-    throughput: float
-    headline: dict
-    compute_ms: dict | None = None
-    h2d_ms: dict | None = None
-    d2h_ms: dict | None = None
-    noise_warning: str | None = None
-    samples_ms: list = field(default_factory=list)
-    extra: dict = field(default_factory=dict)
-
-    def _check(self, where: str) -> None:
-        _need(isinstance(self.batch, int) and self.batch > 0, where, "batch must be a positive integer")
-        for k in ("median", "p90", "n"):
-            _need(isinstance(self.latency_ms, dict) and k in self.latency_ms, where, f"latency_ms lacks {k!r}")
-        _need(isinstance(self.headline, dict) and {"metric", "value"} <= set(self.headline), where,
-              "headline must have 'metric' and 'value'")
+    latency_ms: LatencySummary
+    throughput: Num
+    headline: Headline
+    compute_ms: Optional[LatencySummary] = None
+    h2d_ms: Optional[LatencySummary] = None
+    d2h_ms: Optional[LatencySummary] = None
+    noise_warning: Optional[str] = None
+    samples_ms: list[Num] = []
 
 
-@dataclass
 class Comparison(_Record):
     """SE model against its plain twin at one precision and batch (see bench.stats.se_tax)."""
 
     se_model: str
     plain_model: str
     precision: str
-    batch: int
-    tax: dict
-    se_share: dict | None = None
-    extra: dict = field(default_factory=dict)
-
-    def _check(self, where: str) -> None:
-        for k in ("tax_pct", "tax_pct_lo", "tax_pct_hi"):
-            _need(isinstance(self.tax, dict) and k in self.tax, where, f"tax lacks {k!r}")
+    batch: int = Field(gt=0)
+    tax: Tax
+    se_share: Optional[dict[str, Any]] = None
 
 
-@dataclass
 class Profile(_Record):
     """Per-op breakdown: ``by_op`` maps op type (or "SE blocks") to {ms, pct, count}."""
 
     model: str
     precision: str
-    batch: int
-    by_op: dict
+    batch: int = Field(gt=0)
+    by_op: dict[str, Any]
     source: str = "onnxruntime"
-    extra: dict = field(default_factory=dict)
 
 
-@dataclass
 class Accuracy(_Record):
     """Accuracy of one model at one precision against its FP32 reference (``metrics`` free-form)."""
 
     model: str
     precision: str
-    metrics: dict
+    metrics: dict[str, Any]
     reference: str = "fp32"
     data: str = ""
-    extra: dict = field(default_factory=dict)
 
 
-@dataclass
-class Results:
-    run: dict
-    environment: dict = field(default_factory=dict)
-    models: list[ModelInfo] = field(default_factory=list)
-    measurements: list[Measurement] = field(default_factory=list)
-    comparisons: list[Comparison] = field(default_factory=list)
-    profiles: list[Profile] = field(default_factory=list)
-    accuracy: list[Accuracy] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    created: str = field(default_factory=now_iso)
-    se_deploy_version: str = ""
-    schema_version: int = SCHEMA_VERSION
+def _version() -> str:
+    from se_deploy import __version__
 
-    def __post_init__(self) -> None:
-        if not self.se_deploy_version:
-            from se_deploy import __version__
+    return __version__
 
-            self.se_deploy_version = __version__
+
+class Results(_Record):
+    """One benchmark run: what ran, where, and what it measured (see the module docstring)."""
+
+    schema_version: int = Field(default=SCHEMA_VERSION, gt=0)
+    created: str = Field(default_factory=now_iso)
+    se_deploy_version: str = Field(default_factory=_version)
+    run: RunInfo
+    environment: Environment = {}
+    models: list[ModelInfo] = []
+    measurements: list[Measurement] = []
+    comparisons: list[Comparison] = []
+    profiles: list[Profile] = []
+    accuracy: list[Accuracy] = []
+    warnings: list[str] = []
 
     # convenience ----------------------------------------------------------
     @property
@@ -198,20 +252,7 @@ class Results:
 
     # (de)serialisation -----------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA_NAME,
-            "schema_version": self.schema_version,
-            "created": self.created,
-            "se_deploy_version": self.se_deploy_version,
-            "run": self.run,
-            "environment": self.environment,
-            "models": [m.to_dict() for m in self.models],
-            "measurements": [m.to_dict() for m in self.measurements],
-            "comparisons": [c.to_dict() for c in self.comparisons],
-            "profiles": [p.to_dict() for p in self.profiles],
-            "accuracy": [a.to_dict() for a in self.accuracy],
-            "warnings": list(self.warnings),
-        }
+        return {"schema": SCHEMA_NAME, **self.model_dump()}
 
     @classmethod
     def from_dict(cls, d: Any, *, source: str = "results") -> "Results":
@@ -221,35 +262,56 @@ class Results:
             raise InputError(f"{source}: not a se-deploy results file (schema {d.get('schema')!r}, "
                              f"expected {SCHEMA_NAME!r})")
         ver = d.get("schema_version")
-        if not isinstance(ver, int) or ver < 1:
-            raise InputError(f"{source}: schema_version must be a positive integer, got {ver!r}")
-        if ver > SCHEMA_VERSION:
+        if isinstance(ver, int) and not isinstance(ver, bool) and ver > SCHEMA_VERSION:
             raise InputError(f"{source}: schema_version {ver} is newer than this se-deploy reads "
                              f"({SCHEMA_VERSION}); upgrade se-deploy")
-        run = d.get("run")
-        if not isinstance(run, dict):
-            raise InputError(f"{source}: 'run' must be an object")
-        if run.get("mode") is not None and run["mode"] not in MODES:
-            raise InputError(f"{source}: run.mode {run['mode']!r} is not one of {list(MODES)}")
-
-        def records(key, rcls):
-            items = d.get(key, [])
-            if not isinstance(items, list):
-                raise InputError(f"{source}: {key!r} must be a list")
-            return [rcls.from_dict(x, f"{key}[{i}]") for i, x in enumerate(items)]
-
-        env = d.get("environment", {})
-        if not isinstance(env, dict):
-            raise InputError(f"{source}: 'environment' must be an object")
-        return cls(run=run, environment=env, models=records("models", ModelInfo),
-                   measurements=records("measurements", Measurement),
-                   comparisons=records("comparisons", Comparison), profiles=records("profiles", Profile),
-                   accuracy=records("accuracy", Accuracy), warnings=[str(w) for w in d.get("warnings", [])],
-                   created=str(d.get("created", "")), se_deploy_version=str(d.get("se_deploy_version", "?")),
-                   schema_version=ver)
+        body = {"created": "", "se_deploy_version": "?", **{k: v for k, v in d.items() if k != "schema"}}
+        try:
+            return cls.model_validate(body, strict=True)
+        except ValidationError as e:
+            raise InputError(f"{source}: {_first_problem(e, body)}") from None
 
 
-def device_label(env: dict) -> str:
+def _first_problem(e: ValidationError, data: Any) -> str:
+    """One line for the first problem pydantic found, named by its path in the file."""
+    problems: dict[tuple, dict] = {}
+    for err in e.errors(include_url=False):
+        problems.setdefault(_located(err, data), err)
+    # A union reports once per member; keep the member that got furthest (its path extends the others).
+    paths = [p for p in problems if not any(len(q) > len(p) and q[:len(p)] == p for q in problems)]
+    path, err = paths[0], problems[paths[0]]
+    if err["type"] == "missing":
+        same = [p for p in paths if problems[p]["type"] == "missing" and p[:-1] == path[:-1]]
+        msg = f"{_path(path[:-1]) or 'top level'} lacks required key(s) {sorted(str(p[-1]) for p in same)}"
+    else:
+        same = [path]
+        got = repr(err["input"])
+        got = got if len(got) <= 60 else got[:57] + "..."
+        msg = f"{_path(path)}: {err['msg'][0].lower()}{err['msg'][1:]} (got {type(err['input']).__name__} {got})"
+    more = len(paths) - len(same)
+    return (msg + (f"; and {more} more problem(s)" if more else "")).replace("\n", " ")
+
+
+def _located(err: Any, data: Any) -> tuple:
+    """The error's location as keys of the file: pydantic puts union member names in it too."""
+    keys, cur, loc = [], data, err["loc"]
+    for i, k in enumerate(loc):
+        if isinstance(cur, dict) and k in cur or isinstance(cur, list) and isinstance(k, int) and k < len(cur):
+            keys.append(k)
+            cur = cur[k]
+        elif err["type"] == "missing" and i == len(loc) - 1:
+            keys.append(k)
+    return tuple(keys)
+
+
+def _path(keys: Any) -> str:
+    out = ""
+    for k in keys:
+        out += f"[{k}]" if isinstance(k, int) else f".{k}" if out else str(k)
+    return out
+
+
+def device_label(env: Any) -> str:
     """A readable device name from an environment dict: Jetson model, else GPU, else CPU model."""
     if not isinstance(env, dict):
         return ""
@@ -288,5 +350,6 @@ def load_results(path: str | os.PathLike) -> Results:
     return Results.from_dict(data, source=str(p))
 
 
-__all__ = ["Accuracy", "Comparison", "MODES", "Measurement", "ModelInfo", "Profile", "Results", "SCHEMA_NAME",
-           "SCHEMA_VERSION", "device_label", "load_results", "save_results"]
+__all__ = ["Accuracy", "Comparison", "Environment", "Headline", "LatencySummary", "MODES", "Measurement",
+           "ModelInfo", "Profile", "ROLES", "Results", "RunInfo", "SCHEMA_NAME", "SCHEMA_VERSION", "Tax",
+           "device_label", "load_results", "save_results"]

@@ -77,6 +77,10 @@ def noise_warning(summary: dict, *, threshold: float = NOISY_CV) -> str | None:
             f"the spread are not meaningful - close other workloads, pin threads, or raise --min-duration-s")
 
 
+def _median_ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(a, axis=axis) / np.median(b, axis=axis)
+
+
 def ratio_interval(a_ms: Sequence[float], b_ms: Sequence[float], *, confidence: float = 0.95,
                    n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """median(a) / median(b) with a paired percentile-bootstrap interval: (point, lo, hi).
@@ -85,24 +89,29 @@ def ratio_interval(a_ms: Sequence[float], b_ms: Sequence[float], *, confidence: 
     :func:`se_deploy.bench.harness.run_interleaved` returns them). Resampling whole rounds
     keeps the drift that both candidates shared, so it cancels in the ratio instead of
     widening the interval.
+
+    The bootstrap is ``scipy.stats.bootstrap(paired=True, method="percentile")``, seeded
+    with ``numpy.random.default_rng(seed)``. Percentile, not BCa: BCa is undefined (NaN, with
+    a warning) when every resample gives the same ratio, as it does for a constant tax.
     """
     a = _as_array(a_ms, "series A")
     b = _as_array(b_ms, "series B")
     if a.size != b.size:
         raise BenchmarkError(f"paired series differ in length ({a.size} vs {b.size}); run them interleaved")
+    if a.size < 2:
+        raise BenchmarkError(f"an interval needs at least 2 paired rounds, got {a.size}")
     if not 0 < confidence < 1:
         raise UsageError(f"confidence must be in (0, 1), got {confidence}")
     if n_boot < 1:
         raise UsageError(f"n_boot must be >= 1, got {n_boot}")
     if np.any(b <= 0) or np.any(a < 0):
         raise BenchmarkError("latencies must be positive")
-    point = float(np.median(a) / np.median(b))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, a.size, size=(n_boot, a.size))
-    ratios = np.median(a[idx], axis=1) / np.median(b[idx], axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(ratios, [alpha, 1.0 - alpha], method=PERCENTILE_METHOD)
-    return point, float(lo), float(hi)
+    from scipy.stats import bootstrap  # scipy.stats takes about a second to import; only bench needs it
+
+    boot = bootstrap((a, b), _median_ratio, paired=True, vectorized=True, n_resamples=n_boot,
+                     confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+    ci = boot.confidence_interval
+    return float(_median_ratio(a, b)), float(ci.low), float(ci.high)
 
 
 def se_tax(se_ms: Sequence[float], plain_ms: Sequence[float], *, confidence: float = 0.95, n_boot: int = 2000,

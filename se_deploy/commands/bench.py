@@ -25,33 +25,6 @@ class ReportAction(str, enum.Enum):
     merge = "merge"
 
 
-def print_summary(results, console) -> None:
-    """Compact latency and SE-tax tables for the terminal (the report has every column)."""
-    from rich.table import Table
-
-    from se_deploy.report import tables
-
-    def show(title, headers, rows, keep):
-        t = Table(title=title, title_justify="left")
-        idx = [headers.index(h) for h in keep]
-        for i in idx:
-            t.add_column(headers[i], overflow="fold")
-        for r in rows:
-            t.add_row(*[r[i] for i in idx])
-        console.print(t)
-
-    show("Latency", *tables.latency_table(results), keep=["model", "precision", "batch", "median ms", "p90 ms",
-                                                          "CV", "items/s"])
-    if results.comparisons:
-        h, rows = tables.se_tax_table(results)
-        show("SE tax (interleaved)", h, rows, keep=["SE model", "precision", "batch", h[6], "SE share of params",
-                                                    "SE share of FLOPs"])
-    for title, (h, rows) in tables.op_tables(results, top=6):
-        show(f"Per-op: {title}", h, rows, keep=h)
-    for w in results.warnings:
-        console.print(f"warning: {w}", markup=False, style="yellow")
-
-
 def register(command) -> None:
     @command("bench", help="Time a model or engine (zoo name, .onnx, or TensorRT plan) after warm-up, against its "
                            "plain twin interleaved (A B A B ...), and write results.json with the SE tax and "
@@ -85,6 +58,7 @@ def register(command) -> None:
         from se_deploy.bench.targets import prepare
         from se_deploy.console import console, line, note
         from se_deploy.report.render import write_report
+        from se_deploy.report.summary import print_summary
 
         check_output_path(output)
         if html is not None:

@@ -63,7 +63,7 @@ def register(command) -> None:
             except SeDeployError as e:
                 raise type(e)(f"pipeline stopped: {e}") from None
         if job.results.exists():
-            from se_deploy.commands.bench import print_summary
+            from se_deploy.report.summary import print_summary
             from se_deploy.bench.results import load_results
 
             print_summary(load_results(job.results), console)

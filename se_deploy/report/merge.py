@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from se_deploy.errors import UsageError
-from se_deploy.report import tables
-from se_deploy.report.html import esc, html_table, img, page
-from se_deploy.report.markdown import md_table
-from se_deploy.report.plots import _figure, _png, _t
 from se_deploy.bench.results import Results, device_label
+from se_deploy.errors import UsageError
+from se_deploy.report import plots, tables
+from se_deploy.report.html import b64
+from se_deploy.report.templating import html_env, md_env
 
 Table = tables.Table
 
@@ -69,55 +68,20 @@ def fleet_run_table(runs: Sequence[Results], labels: Sequence[str]) -> Table:
     return ["", *labels], rows
 
 
-def fleet_tax_plot(runs: Sequence[Results], labels: Sequence[str]) -> bytes | None:
-    keys = list(dict.fromkeys((c.se_model, c.precision, c.batch) for r in runs for c in r.comparisons))
-    if not keys:
-        return None
-    fig = _figure(max(5.0, 1.2 * len(keys) * max(1, len(runs)) ** 0.5 + 2), 3.6)
-    ax = fig.subplots()
-    w = 0.8 / len(runs)
-    for i, (r, lab) in enumerate(zip(runs, labels)):
-        xs, ys, lo, hi = [], [], [], []
-        for j, key in enumerate(keys):
-            c = next((c for c in r.comparisons if (c.se_model, c.precision, c.batch) == key), None)
-            if c is None:
-                continue
-            xs.append(j - 0.4 + w * (i + 0.5))
-            ys.append(c.tax["tax_pct"])
-            lo.append(max(0.0, c.tax["tax_pct"] - c.tax["tax_pct_lo"]))
-            hi.append(max(0.0, c.tax["tax_pct_hi"] - c.tax["tax_pct"]))
-        ax.bar(xs, ys, w, yerr=[lo, hi], capsize=3, label=_t(lab))
-    ax.set_xticks(range(len(keys)), [_t(f"{m}\n{p} b={b}") for m, p, b in keys], fontsize=8)
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_ylabel("SE tax, % extra latency")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
-
-
-def _check(runs: Sequence[Results]) -> None:
+def _fleet(runs: Sequence[Results]) -> dict:
     if len(runs) < 2:
         raise UsageError(f"merge needs at least two results files, got {len(runs)}")
+    labels = run_labels(runs)
+    return {"labels": labels, "tax": fleet_tax_table(runs, labels), "latency": fleet_latency_table(runs, labels),
+            "runs": fleet_run_table(runs, labels)}
 
 
 def render_fleet_html(runs: Sequence[Results]) -> str:
-    _check(runs)
-    labels = run_labels(runs)
-    b = [f"<h1>se-deploy fleet report: {len(runs)} runs</h1>",
-         "<p>" + ", ".join(esc(x) for x in labels) + "</p>",
-         "<h2>SE tax by run</h2>", html_table(*fleet_tax_table(runs, labels))]
-    png = fleet_tax_plot(runs, labels)
-    if png:
-        b.append(img(png, "SE tax by run"))
-    b += ["<h2>Latency by run</h2>", html_table(*fleet_latency_table(runs, labels)),
-          "<h2>Runs and what differs between them</h2>", html_table(*fleet_run_table(runs, labels))]
-    return page("se-deploy fleet report", "\n".join(b))
+    ctx = _fleet(runs)
+    png = plots.fleet_tax(runs, ctx["labels"])
+    page = html_env().get_template("fleet.html.j2")
+    return page.render(title="se-deploy fleet report", tax_plot=b64(png) if png else "", **ctx)
 
 
 def render_fleet_markdown(runs: Sequence[Results]) -> str:
-    _check(runs)
-    labels = run_labels(runs)
-    return "\n".join([f"# se-deploy fleet report: {len(runs)} runs\n", "## SE tax by run\n",
-                      md_table(*fleet_tax_table(runs, labels)), "## Latency by run\n",
-                      md_table(*fleet_latency_table(runs, labels)), "## Runs and what differs between them\n",
-                      md_table(*fleet_run_table(runs, labels))])
+    return md_env().get_template("fleet.md.j2").render(**_fleet(runs)).rstrip() + "\n"

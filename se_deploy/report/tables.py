@@ -14,28 +14,55 @@ _OP_PCT_KEYS = ("pct", "percent", "share_pct", "share")
 _OP_COUNT_KEYS = ("count", "calls", "nodes", "n")
 
 
+def finite(v: Any) -> bool:
+    """A number worth showing or plotting: not None, NaN, inf or a bool."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def fmt_ms(v: Any) -> str:
-    if not isinstance(v, (int, float)) or not math.isfinite(v):
+    if not finite(v):
         return "-"
     return f"{v:.3f}" if v < 10 else f"{v:.2f}" if v < 100 else f"{v:.1f}"
 
 
 def fmt_pct(v: Any, signed: bool = False) -> str:
-    if not isinstance(v, (int, float)) or not math.isfinite(v):
+    if not finite(v):
         return "-"
     if signed:
         return f"{v:+.1f}%"
     return f"{v:.2f}%" if abs(v) < 1 else f"{v:.1f}%"
 
 
+def _fmt_bound(v: Any) -> str:
+    return f"{v:+.1f}" if finite(v) else "?"
+
+
 def fmt_tax(tax: dict) -> str:
-    """``+11.2% [+8.1, +14.0]`` (point and interval)."""
-    return (f"{fmt_pct(tax.get('tax_pct'), True)} "
-            f"[{tax.get('tax_pct_lo', float('nan')):+.1f}, {tax.get('tax_pct_hi', float('nan')):+.1f}]")
+    """``+11.2% [+8.1, +14.0]`` (point and interval; "-" and "?" where a value is missing)."""
+    lo, hi = _fmt_bound(tax.get("tax_pct_lo")), _fmt_bound(tax.get("tax_pct_hi"))
+    return f"{fmt_pct(tax.get('tax_pct'), True)} [{lo}, {hi}]"
+
+
+def headline(r: Results) -> list[str]:
+    """One sentence per comparison: "SE costs 0.3% of FLOPs and 11% of latency"."""
+    out = []
+    for c in r.comparisons:
+        share = c.se_share or {}
+        flops = share.get("flops_pct")
+        params = share.get("params_pct")
+        cost = []
+        if finite(params):
+            cost.append(f"{params:.1f}% of params")
+        if finite(flops):
+            cost.append(f"{flops:.2f}% of FLOPs")
+        lead = f"SE blocks are {' and '.join(cost)} of {c.se_model}, but" if cost else f"{c.se_model}:"
+        out.append(f"{lead} {fmt_tax(c.tax)} latency vs {c.plain_model} ({c.precision}, batch {c.batch}).")
+    return out
 
 
 def se_tax_table(r: Results) -> Table:
     conf = next((c.tax.get("confidence") for c in r.comparisons), 0.95)
+    conf = conf if finite(conf) else 0.95
     headers = ["SE model", "plain twin", "precision", "batch", "SE median ms", "plain median ms",
                f"SE tax ({conf:.0%} CI)", "SE share of params", "SE share of FLOPs"]
     rows = []
@@ -53,9 +80,10 @@ def latency_table(r: Results) -> Table:
     rows = []
     for m in r.measurements:
         s = m.latency_ms
+        cv = s.get("cv")
         rows.append([m.model, m.precision, str(m.batch), m.backend, fmt_ms(s.get("median")), fmt_ms(s.get("p90")),
-                     fmt_ms(s.get("p99")), fmt_ms(s.get("min")), fmt_pct(100 * s.get("cv", float("nan"))),
-                     f"{m.throughput:.1f}", str(s.get("n", "-"))])
+                     fmt_ms(s.get("p99")), fmt_ms(s.get("min")), fmt_pct(100 * cv if finite(cv) else None),
+                     f"{m.throughput:.1f}" if finite(m.throughput) else "-", str(s.get("n", "-"))])
     return headers, rows
 
 
@@ -75,7 +103,7 @@ def split_table(r: Results) -> Table | None:
 def _pick(d: dict, keys: tuple[str, ...]) -> float | None:
     for k in keys:
         v = d.get(k)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if finite(v):
             return float(v) / (1000.0 if k.endswith("_us") or k == "us" else 1.0)
     return None
 
@@ -83,21 +111,20 @@ def _pick(d: dict, keys: tuple[str, ...]) -> float | None:
 def op_breakdown(by_op: dict) -> list[tuple[str, float, float | None, int | None]]:
     """Normalise a profile's ``by_op`` into (op, ms, pct, count), largest first."""
     items = by_op.get("by_op", by_op) if isinstance(by_op, dict) else {}
+    items = items if isinstance(items, dict) else {}
     out = []
     for op, v in items.items():
         if isinstance(v, dict):
             ms = _pick(v, _OP_TIME_KEYS)
             pct = _pick(v, _OP_PCT_KEYS)
             cnt = _pick(v, _OP_COUNT_KEYS)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            ms, pct, cnt = float(v), None, None
         else:
-            continue
-        if ms is None:
+            ms, pct, cnt = (float(v) if finite(v) else None), None, None
+        if ms is None:  # no time, or NaN: nothing to show or plot
             continue
         out.append((str(op), ms, pct, int(cnt) if cnt is not None else None))
     total = sum(x[1] for x in out)
-    if total > 0:
+    if total > 0:  # shares the profile did not give are taken from the times
         out = [(op, ms, pct if pct is not None else 100.0 * ms / total, cnt) for op, ms, pct, cnt in out]
     return sorted(out, key=lambda x: -x[1])
 
@@ -165,3 +192,20 @@ def run_table(r: Results) -> Table:
             ["mode", str(r.run.get("mode", "-"))], ["backend", str(r.run.get("backend", "-"))]]
     rows += [[k, str(v)] for k, v in s.items()] if isinstance(s, dict) else []
     return ["setting", "value"], rows
+
+
+def report_tables(r: Results) -> dict[str, Any]:
+    """Everything the one-run report templates show, as plain strings and tables."""
+    return {
+        "headline": headline(r),
+        "se_tax": se_tax_table(r),
+        "interval_method": str(r.comparisons[0].tax.get("method", "bootstrap")) if r.comparisons else "",
+        "latency": latency_table(r),
+        "split": split_table(r),
+        "accuracy": accuracy_table(r),
+        "ops": op_tables(r),
+        "warnings": list(r.warnings),
+        "run": run_table(r),
+        "environment": environment_table(r),
+        "environment_full": environment_full(r),
+    }

@@ -113,3 +113,16 @@ def test_report_render_and_merge_cli(tmp_path):
     bad.write_text(json.dumps({"schema": "se-deploy/results", "schema_version": 99, "run": {}}))
     assert "newer than this se-deploy" in _one_line_error(
         runner.invoke(app, ["report", "merge", str(a), str(bad), "-o", str(tmp_path / "f.html")]), 2)
+
+
+def test_report_render_names_a_wrongly_typed_field_in_one_line(tmp_path):
+    from tests.report.conftest import build_results
+    from se_deploy.bench.results import save_results
+
+    p = save_results(build_results(), tmp_path / "r.json")
+    d = json.loads(p.read_text())
+    d["comparisons"][1]["tax"]["tax_pct"] = "+10%"
+    p.write_text(json.dumps(d))
+    line = _one_line_error(runner.invoke(app, ["report", "render", str(p), "-o", str(tmp_path / "r.html")]), 2)
+    assert line == f"error: {p}: comparisons[1].tax.tax_pct: input should be a number (got str '+10%')"
+    assert not (tmp_path / "r.html").exists()

@@ -106,3 +106,21 @@ def test_se_tax_reports_percent_and_bounds():
     assert t["tax_pct"] == pytest.approx(10.0)
     assert t["tax_pct_lo"] == pytest.approx(10.0) and t["tax_pct_hi"] == pytest.approx(10.0)
     assert t["se_median_ms"] == 11.0 and t["plain_median_ms"] == 10.0 and t["n_pairs"] == 4
+
+
+def test_interval_is_the_paired_percentile_bootstrap_of_whole_rounds():
+    # What scipy.stats.bootstrap(paired=True, method="percentile") computes, written out: resample
+    # round indices with the seeded generator, take the ratio of medians, read off type-7 quantiles.
+    rng = np.random.default_rng(11)
+    a, b = rng.lognormal(0.1, 0.3, 57), rng.lognormal(0.0, 0.3, 57)
+    idx = np.random.default_rng(5).integers(0, 57, size=(300, 57))
+    ratios = np.median(a[idx], axis=1) / np.median(b[idx], axis=1)
+    lo, hi = np.quantile(ratios, [0.05, 0.95])
+    point, got_lo, got_hi = ratio_interval(a, b, confidence=0.9, n_boot=300, seed=5)
+    assert point == np.median(a) / np.median(b)
+    assert got_lo == pytest.approx(lo, rel=1e-12) and got_hi == pytest.approx(hi, rel=1e-12)
+
+
+def test_a_single_round_has_no_interval():
+    with pytest.raises(BenchmarkError, match="at least 2 paired rounds"):
+        ratio_interval([2.0], [1.0])
