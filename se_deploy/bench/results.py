@@ -1,7 +1,6 @@
 """The ``results.json`` schema: what a benchmark run records, versioned.
 
 A results file is one JSON object::
-
     {
       "schema": "se-deploy/results", "schema_version": 1,
       "created": ISO-8601, "se_deploy_version": str,
@@ -36,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationErr
 from pydantic_core import PydanticCustomError
 from typing_extensions import Required, TypedDict
 
+from se_deploy import __version__
 from se_deploy._util import now_iso, write_json_atomic
 from se_deploy.errors import InputError
 
@@ -68,7 +68,6 @@ _ORDER = WrapValidator(_in_input_order)
 
 class _LatencySummary(TypedDict, total=False):
     """bench.stats.summarize() of one series, in ms."""
-
     __pydantic_config__ = _KEEP  # type: ignore[misc]
     n: Required[int]
     median: Required[OptNum]
@@ -91,7 +90,6 @@ class _Headline(TypedDict, total=False):
 
 class _Tax(TypedDict, total=False):
     """bench.stats.se_tax(): the SE tax in % with its interval."""
-
     __pydantic_config__ = _KEEP  # type: ignore[misc]
     tax_pct: Required[OptNum]
     tax_pct_lo: Required[OptNum]
@@ -155,7 +153,6 @@ class _Record(BaseModel):
 
 class ModelInfo(_Record):
     """A benchmarked model. ``se_share`` holds SE params/FLOPs as % of the model's total."""
-
     name: str = Field(min_length=1)
     role: Role = "other"
     artifact: Optional[str] = None
@@ -168,7 +165,6 @@ class ModelInfo(_Record):
 
 class Measurement(_Record):
     """Latency of one model at one precision and batch size. Times in ms."""
-
     model: str
     precision: str
     batch: int = Field(gt=0)
@@ -185,7 +181,6 @@ class Measurement(_Record):
 
 class Comparison(_Record):
     """SE model against its plain twin at one precision and batch (see bench.stats.se_tax)."""
-
     se_model: str
     plain_model: str
     precision: str
@@ -196,7 +191,6 @@ class Comparison(_Record):
 
 class Profile(_Record):
     """Per-op breakdown: ``by_op`` maps op type (or "SE blocks") to {ms, pct, count}."""
-
     model: str
     precision: str
     batch: int = Field(gt=0)
@@ -206,7 +200,6 @@ class Profile(_Record):
 
 class Accuracy(_Record):
     """Accuracy of one model at one precision against its FP32 reference (``metrics`` free-form)."""
-
     model: str
     precision: str
     metrics: dict[str, Any]
@@ -215,14 +208,11 @@ class Accuracy(_Record):
 
 
 def _version() -> str:
-    from se_deploy import __version__
-
     return __version__
 
 
 class Results(_Record):
     """One benchmark run: what ran, where, and what it measured (see the module docstring)."""
-
     schema_version: int = Field(default=SCHEMA_VERSION, gt=0)
     created: str = Field(default_factory=now_iso)
     se_deploy_version: str = Field(default_factory=_version)

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from se_deploy.bench.results import Results
+from se_deploy.envinfo import environment_rows
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -173,8 +174,6 @@ def environment_table(r: Results, max_len: int = 200) -> Table:
     env = r.environment
     rows: list[list[str]] = []
     if isinstance(env, dict) and "cpu" in env:
-        from se_deploy.envinfo import environment_rows
-
         rows = [[str(k), str(v)] for k, v in environment_rows(env)]
     if not rows:
         rows = [[k, v] for k, v in flatten(env)]
