@@ -31,10 +31,10 @@ from typing import Any
 
 from se_deploy._util import now_iso, write_json_atomic
 from se_deploy.errors import InputError
+from se_deploy.names import BenchMode
 
 SCHEMA_NAME = "se-deploy/results"
 SCHEMA_VERSION = 1
-MODES = ("singlestream", "offline")
 ROLES = ("se", "plain", "other")
 
 
@@ -229,8 +229,8 @@ class Results:
         run = d.get("run")
         if not isinstance(run, dict):
             raise InputError(f"{source}: 'run' must be an object")
-        if run.get("mode") is not None and run["mode"] not in MODES:
-            raise InputError(f"{source}: run.mode {run['mode']!r} is not one of {list(MODES)}")
+        if run.get("mode") is not None and run["mode"] not in BenchMode.values():
+            raise InputError(f"{source}: run.mode {run['mode']!r} is not one of {BenchMode.choices()}")
 
         def records(key, rcls):
             items = d.get(key, [])
@@ -288,5 +288,5 @@ def load_results(path: str | os.PathLike) -> Results:
     return Results.from_dict(data, source=str(p))
 
 
-__all__ = ["Accuracy", "Comparison", "MODES", "Measurement", "ModelInfo", "Profile", "Results", "SCHEMA_NAME",
+__all__ = ["Accuracy", "Comparison", "Measurement", "ModelInfo", "Profile", "Results", "SCHEMA_NAME",
            "SCHEMA_VERSION", "device_label", "load_results", "save_results"]

@@ -10,9 +10,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from se_deploy.bench.suite import BACKENDS, Candidate, model_info
+from se_deploy.bench.suite import Candidate, model_info
 from se_deploy.errors import InputError, UsageError
 from se_deploy.bench.results import ModelInfo
+from se_deploy.names import Backend
 
 PLAN_SUFFIXES = (".plan", ".engine", ".trt")
 
@@ -67,8 +68,8 @@ def prepare(target: str, *, backend: str | None, baseline: str, input_shape: tup
             say=lambda msg: None) -> Prepared:
     """Candidates for ``target`` (and its plain twin per ``baseline``: auto | none | PATH)."""
     backend = backend or _default_backend(target)
-    if backend not in BACKENDS:
-        raise UsageError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    if backend not in Backend.values():
+        raise UsageError(f"backend {backend!r} is not one of {Backend.choices()}")
     p = Prepared()
     path = Path(target)
     if path.exists():
@@ -82,7 +83,7 @@ def prepare(target: str, *, backend: str | None, baseline: str, input_shape: tup
         raise InputError(f"{target!r} is neither a file nor a zoo model name (see 'se-deploy models')")
     if kind == "plan" and backend != "tensorrt":
         raise UsageError(f"{path.name} is a TensorRT plan; bench it with --backend tensorrt")
-    if kind == "onnx" and backend not in ("onnxruntime",):
+    if kind == "onnx" and backend != Backend.onnxruntime:
         raise UsageError(f"an ONNX file runs on --backend onnxruntime; build a TensorRT plan first for {backend}")
 
     def add(artifact: str, cname: str, role: str, precision: str) -> None:

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Callable
 
 from se_deploy._util import check_output_path, sha256_file, write_bytes_atomic
 from se_deploy.runtime.tensorrt._trt import load_tensorrt, serves, trt_major
-from se_deploy.engines.tensorrt.calibrator import CacheStore, CalibrationFeeder, calibration_batches, make_calibrator
+from se_deploy.engines.tensorrt.calibrator import (ALGORITHMS, CacheStore, CalibrationFeeder, calibration_batches,
+                                                   make_calibrator)
 from se_deploy.engines.tensorrt.config import BuildConfig, OnnxPrecision, PrecisionPlan, plan_precision
 from se_deploy.runtime.tensorrt.cuda import CudaApi, get_cuda_api
 from se_deploy.engines.tensorrt.inspector import parse_engine_information
@@ -148,7 +149,7 @@ def write_trtexec_calib_cache(prep: PreparedBuild, *, trt_version: str | None = 
         return None
     calib = _load_calibration(cfg, prep.inputs)
     amax = collect_amax(prep.build_onnx, calib, method=prep.plan.calibrator)
-    algorithm = {"entropy": "EntropyCalibration2", "minmax": "MinMaxCalibration"}[prep.plan.calibrator]
+    algorithm = ALGORITHMS[prep.plan.calibrator]
     version = trt_version or DEFAULT_TRT_VERSION
     write_calibration_cache(path, amax, algorithm=algorithm, trt_version=".".join(version.split(".")[:3]))
     log(f"wrote {path} ({len(amax)} tensor ranges from onnxruntime, header for TensorRT {version}; "

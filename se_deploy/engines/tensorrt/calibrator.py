@@ -18,8 +18,10 @@ import numpy as np
 from se_deploy._util import atomic_output
 from se_deploy.runtime.tensorrt._trt import serves
 from se_deploy.errors import CalibrationError, InputError
+from se_deploy.names import CalibMethod
 
-ALGORITHMS = {"entropy": "EntropyCalibration2", "minmax": "MinMaxCalibration"}
+# TensorRT's calibration algorithm (as its cache header names it) for each method it implements
+ALGORITHMS = {CalibMethod.entropy: "EntropyCalibration2", CalibMethod.minmax: "MinMaxCalibration"}
 
 
 class CacheStore:

@@ -28,8 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from se_deploy.errors import UsageError
+from se_deploy.names import CalibMethod
 
-CALIBRATORS = ("entropy", "minmax")
+CALIBRATORS = (CalibMethod.entropy, CalibMethod.minmax)  # the methods TensorRT 10 calibrates with itself
 CUDA_APIS = ("pycuda", "cuda-python")
 TRT_MAJORS = (10, 11)
 MAX_OPT_LEVEL = 5
