@@ -14,18 +14,36 @@ from __future__ import annotations
 import time
 from typing import Callable, Mapping
 
+from pydantic import NonNegativeFloat, PositiveInt, field_validator, model_validator
+
+from se_deploy.config import BadValue, Config
 from se_deploy.errors import UsageError
 
 
-def _check_options(warmup_s: float, min_iters: int, min_duration_s: float, max_iters: int | None) -> None:
-    if warmup_s < 0:
-        raise UsageError(f"warm-up must be >= 0 seconds, got {warmup_s}")
-    if min_iters < 1:
-        raise UsageError(f"min-iters must be >= 1, got {min_iters}")
-    if min_duration_s < 0:
-        raise UsageError(f"min-duration must be >= 0 seconds, got {min_duration_s}")
-    if max_iters is not None and max_iters < min_iters:
-        raise UsageError(f"max-iters ({max_iters}) must be >= min-iters ({min_iters})")
+class Timing(Config):
+    """How long to time: the limits :func:`run_interleaved` obeys.
+
+    BenchConfig extends this, so the rule that ties ``max_iters`` to ``min_iters`` lives
+    here once, for the CLI, the pipeline and scripts that call the harness directly.
+    ``max_iters`` None (or 0, as older pipeline configs spell it) means no cap.
+    """
+
+    warmup_s: NonNegativeFloat = 1.0
+    min_iters: PositiveInt = 30
+    min_duration_s: NonNegativeFloat = 3.0
+    max_iters: PositiveInt | None = None
+
+    @field_validator("max_iters", mode="before")
+    @classmethod
+    def _zero_is_no_cap(cls, v):
+        return None if v == 0 and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _cap_covers_minimum(self):
+        if self.max_iters is not None and self.max_iters < self.min_iters:
+            raise BadValue("max_iters", self.max_iters, f"must be >= min_iters ({self.min_iters}); leave it out "
+                                                        "for no cap")
+        return self
 
 
 def warm_up(fn: Callable[[], object], seconds: float, *, clock: Callable[[], float] = time.perf_counter) -> int:
@@ -58,19 +76,19 @@ def run_interleaved(
     """
     if not candidates:
         raise UsageError("nothing to benchmark: no candidates given")
-    _check_options(warmup_s, min_iters, min_duration_s, max_iters)
+    limits = Timing(warmup_s=warmup_s, min_iters=min_iters, min_duration_s=min_duration_s, max_iters=max_iters)
     names = list(candidates)
     for name in names:
-        warm_up(candidates[name], warmup_s, clock=clock)
+        warm_up(candidates[name], limits.warmup_s, clock=clock)
 
     samples: dict[str, list[float]] = {n: [] for n in names}
     n = len(names)
     start = clock()
     rounds = 0
     while True:
-        if max_iters is not None and rounds >= max_iters:
+        if limits.max_iters is not None and rounds >= limits.max_iters:
             break
-        if rounds >= min_iters and clock() - start >= min_duration_s:
+        if rounds >= limits.min_iters and clock() - start >= limits.min_duration_s:
             break
         shift = rounds % n
         for name in names[shift:] + names[:shift]:
@@ -82,4 +100,4 @@ def run_interleaved(
     return samples
 
 
-__all__ = ["run_interleaved", "warm_up"]
+__all__ = ["Timing", "run_interleaved", "warm_up"]

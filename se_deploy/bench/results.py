@@ -38,10 +38,11 @@ from typing_extensions import Required, TypedDict
 from se_deploy import __version__
 from se_deploy._util import now_iso, write_json_atomic
 from se_deploy.errors import InputError
+from se_deploy.names import BenchMode
 
 SCHEMA_NAME = "se-deploy/results"
 SCHEMA_VERSION = 1
-Mode = Literal["singlestream", "offline"]
+Mode = Literal[BenchMode.values()]
 Role = Literal["se", "plain", "other"]
 MODES: tuple[str, ...] = get_args(Mode)
 ROLES: tuple[str, ...] = get_args(Role)

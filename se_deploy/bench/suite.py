@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 from se_deploy._util import sha256_file
-from se_deploy.bench.harness import run_interleaved
+from se_deploy.bench.harness import Timing, run_interleaved
 from se_deploy.bench.profile import profile_runner
 from se_deploy.bench.results import Comparison, Measurement, ModelInfo, Profile, Results
 from se_deploy.bench.stats import noise_warning, se_tax, summarize, throughput
@@ -23,48 +24,27 @@ from se_deploy.envinfo import TegrastatsSampler
 from se_deploy.envinfo import capture_environment as capture
 from se_deploy.errors import BenchmarkError, UsageError
 from se_deploy.export.inspect import inspect_model
+from se_deploy.names import Backend, BenchMode
 from se_deploy.onnx_io import load_onnx
 from se_deploy.runtime.registry import capabilities, create_runner
 
-MODES = ("singlestream", "offline")
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
 
+class BenchConfig(Timing):
+    """What to time and how (the limits come from :class:`Timing`, with their cross-field rule).
 
-@dataclass(frozen=True)
-class BenchConfig:
-    """How long and how to time. ``max_iters`` caps the rounds per batch size (None: no cap)."""
-    batches: tuple[int, ...] = (1,)
-    threads: int = 0
-    warmup_s: float = 1.0
-    min_iters: int = 30
-    min_duration_s: float = 3.0
-    max_iters: int | None = None
-    mode: str = "singlestream"
-    confidence: float = 0.95
-    n_boot: int = 2000
+    The same type is the pipeline's ``[bench]`` section, so a value the pipeline accepts is
+    one the benchmark runs with.
+    """
+
+    batches: tuple[PositiveInt, ...] = Field((1,), min_length=1)
+    threads: NonNegativeInt = 0  # 0: the backend decides
+    min_iters: int = Field(30, ge=2)  # percentiles need samples
+    mode: BenchMode = BenchMode.singlestream
+    confidence: float = Field(0.95, gt=0, lt=1)
+    n_boot: int = Field(2000, ge=100)
     profile: bool = False
-    profile_iters: int = 10
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.batches or any((not isinstance(b, int)) or b < 1 for b in self.batches):
-            raise UsageError(f"batch sizes must be positive integers, got {list(self.batches)}")
-        if self.mode not in MODES:
-            raise UsageError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
-        if self.threads < 0:
-            raise UsageError(f"threads must be >= 0 (0 = backend default), got {self.threads}")
-        if self.warmup_s < 0 or self.min_duration_s < 0:
-            raise UsageError("warm-up and min-duration must be >= 0 seconds")
-        if self.min_iters < 2:
-            raise UsageError(f"min-iters must be >= 2 (percentiles need samples), got {self.min_iters}")
-        if self.max_iters is not None and self.max_iters < self.min_iters:
-            raise UsageError(f"max-iters ({self.max_iters}) must be >= min-iters ({self.min_iters})")
-        if not 0 < self.confidence < 1:
-            raise UsageError(f"confidence must be in (0, 1), got {self.confidence}")
-        if self.n_boot < 100:
-            raise UsageError(f"n_boot must be >= 100, got {self.n_boot}")
-        if self.profile_iters < 1:
-            raise UsageError(f"profile iterations must be >= 1, got {self.profile_iters}")
+    profile_iters: PositiveInt = 10
+    seed: NonNegativeInt = 0
 
     def settings(self) -> dict:
         return {"batches": list(self.batches), "threads": self.threads, "warmup_s": self.warmup_s,
@@ -102,8 +82,8 @@ def runner_options(backend: str, threads: int = 0, options: dict | None = None) 
 
 def make_runner(c: Candidate, threads: int = 0):
     """A (not yet activated) runner for ``c`` from the runtime registry."""
-    if c.backend not in BACKENDS:
-        raise UsageError(f"backend {c.backend!r} is not one of {', '.join(BACKENDS)}")
+    if c.backend not in Backend.values():
+        raise UsageError(f"backend {c.backend!r} is not one of {Backend.choices()}")
     return create_runner(c.backend, c.artifact, **runner_options(c.backend, threads, c.options))
 
 
@@ -214,7 +194,8 @@ def benchmark(candidates: Sequence[Candidate], config: BenchConfig, *, models: S
                 timed = timings[c.key][-len(ms):]  # the last calls are the timed ones; earlier ones warmed up
                 summ = summarize(ms)
                 tput = throughput(ms, batch)
-                headline = ({"metric": "p90_ms", "value": summ["p90"], "unit": "ms"} if config.mode == "singlestream"
+                headline = ({"metric": "p90_ms", "value": summ["p90"], "unit": "ms"}
+                            if config.mode == BenchMode.singlestream
                             else {"metric": "throughput", "value": tput, "unit": "items/s"})
                 separable = bool(timed) and all(t.h2d_ms is not None for t in timed)
                 warn = noise_warning(summ)
@@ -258,4 +239,4 @@ def benchmark(candidates: Sequence[Candidate], config: BenchConfig, *, models: S
                    profiles=profiles, warnings=warnings)
 
 
-__all__ = ["BACKENDS", "BenchConfig", "Candidate", "MODES", "benchmark", "make_feed", "make_runner"]
+__all__ = ["BenchConfig", "Candidate", "benchmark", "make_feed", "make_runner"]

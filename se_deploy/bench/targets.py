@@ -12,12 +12,13 @@ from pathlib import Path
 
 from se_deploy._util import read_sidecar
 from se_deploy.bench.results import ModelInfo
-from se_deploy.bench.suite import BACKENDS, Candidate, model_info
+from se_deploy.bench.suite import Candidate, model_info
 from se_deploy.errors import InputError, UsageError
 from se_deploy.export.passes import ablate_se
 from se_deploy.export.se_detect import find_se_blocks
 from se_deploy.export.torch_export import export_model
 from se_deploy.models import is_registered, plain_twin
+from se_deploy.names import Backend
 from se_deploy.onnx_io import load_onnx, save_onnx
 
 PLAN_SUFFIXES = (".plan", ".engine", ".trt")
@@ -66,8 +67,8 @@ def prepare(target: str, *, backend: str | None, baseline: str, input_shape: tup
             say=lambda msg: None) -> Prepared:
     """Candidates for ``target`` (and its plain twin per ``baseline``: auto | none | PATH)."""
     backend = backend or _default_backend(target)
-    if backend not in BACKENDS:
-        raise UsageError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    if backend not in Backend.values():
+        raise UsageError(f"backend {backend!r} is not one of {Backend.choices()}")
     p = Prepared()
     path = Path(target)
     if path.exists():
@@ -81,7 +82,7 @@ def prepare(target: str, *, backend: str | None, baseline: str, input_shape: tup
         raise InputError(f"{target!r} is neither a file nor a zoo model name (see 'se-deploy models')")
     if kind == "plan" and backend != "tensorrt":
         raise UsageError(f"{path.name} is a TensorRT plan; bench it with --backend tensorrt")
-    if kind == "onnx" and backend not in ("onnxruntime",):
+    if kind == "onnx" and backend != Backend.onnxruntime:
         raise UsageError(f"an ONNX file runs on --backend onnxruntime; build a TensorRT plan first for {backend}")
 
     def add(artifact: str, cname: str, role: str, precision: str) -> None:

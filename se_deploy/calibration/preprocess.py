@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from se_deploy.errors import UsageError
+from se_deploy.names import PreprocessPreset
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -137,19 +138,19 @@ class Preprocess:
         return self.normalize(np.ascontiguousarray(arr))
 
 
-PRESETS: dict[str, Preprocess] = {
-    "imagenet": Preprocess(name="imagenet", resize=256, crop=(224, 224), scale=True, mean=IMAGENET_MEAN,
+PRESETS: dict[PreprocessPreset, Preprocess] = {  # one per PreprocessPreset (a test checks)
+    PreprocessPreset.imagenet: Preprocess(name="imagenet", resize=256, crop=(224, 224), scale=True, mean=IMAGENET_MEAN,
                            std=IMAGENET_STD, channel_order="RGB"),
-    "none": Preprocess(name="none"),
+    PreprocessPreset.none: Preprocess(name="none"),
 }
 
 
-def make_preprocess(preset: str = "none", *, resize: int | None = None, crop: int | tuple[int, int] | None = None,
+def make_preprocess(preset: str = PreprocessPreset.none, *, resize: int | None = None, crop: int | tuple[int, int] | None = None,
                     scale: bool | None = None, mean: tuple[float, ...] | None = None,
                     std: tuple[float, ...] | None = None, channel_order: str | None = None) -> Preprocess:
     """A preset with explicit options laid over it; the result names itself ``preset+custom``."""
     if preset not in PRESETS:
-        raise UsageError(f"unknown preprocessing preset {preset!r}; choose one of {sorted(PRESETS)}")
+        raise UsageError(f"unknown preprocessing preset {preset!r}; choose one of {PreprocessPreset.choices()}")
     base = PRESETS[preset]
     changes: dict[str, Any] = {}
     if resize is not None:

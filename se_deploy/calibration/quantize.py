@@ -24,23 +24,25 @@ import io
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
 
 from se_deploy._util import check_output_path, sha256_file, write_sidecar
 from se_deploy.calibration.accuracy import evaluate
 from se_deploy.calibration.dataset import MIN_INT8_SAMPLES, CalibrationSet
-from se_deploy.calibration.ranges import collect_ranges
+from se_deploy.calibration.ranges import collect_ranges, ort_method
+from se_deploy.config import BadValue, Config
 from se_deploy.errors import CalibrationError, QuantizationError, UsageError, first_line
 from se_deploy.export.se_detect import find_se_blocks
+from se_deploy.names import CalibMethod, QuantTarget
 from se_deploy.onnx_io import load_onnx, model_input, save_onnx
 
 log = logging.getLogger("se_deploy.calibration")
 
-METHODS = ("minmax", "entropy", "percentile")
 SQUEEZE_OPS = ("GlobalAveragePool",)  # squeezes onnxruntime quantizes; ReduceMean stays float regardless
 
 
@@ -58,22 +60,21 @@ class TargetSpec:
     description: str
 
 
-TARGETS: dict[str, TargetSpec] = {
-    "tensorrt": TargetSpec(
+TARGETS: dict[QuantTarget, TargetSpec] = {  # one per QuantTarget (a test checks)
+    QuantTarget.tensorrt: TargetSpec(
         name="tensorrt", activation_type="QInt8", activation_symmetric=True, quantize_bias=False,
         op_types=("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "MaxPool", "AveragePool", "GlobalAveragePool",
                   "Concat"),
         inputs_only=True, quantize_se_scale=False, quantize_se_squeeze=False,
         description="symmetric s8 activations and weights, per-channel weights, float bias, Q/DQ on op inputs"),
-    "cpu": TargetSpec(
+    QuantTarget.cpu: TargetSpec(
         name="cpu", activation_type="QUInt8", activation_symmetric=False, quantize_bias=True, op_types=None,
         inputs_only=False, quantize_se_scale=True, quantize_se_squeeze=True,
         description="u8 activations, s8 per-channel weights (onnxruntime x86 fast path)"),
 }
 
 
-@dataclass(frozen=True)
-class QuantConfig:
+class QuantConfig(Config):
     """What INT8 model to build.
 
     ``exclude``: node names or op types kept in float (the user's sensitive layers).
@@ -82,40 +83,27 @@ class QuantConfig:
     ``batch_size``: calibration batch when the model's batch dimension is dynamic.
     """
 
-    target: str = "tensorrt"
-    method: str = "minmax"
-    percentile: float = 99.999
+    target: QuantTarget = QuantTarget.tensorrt
+    method: CalibMethod = CalibMethod.minmax
+    percentile: float = Field(99.999, ge=90.0, lt=100.0)
     se_aware: bool = True
     quantize_se_scale: bool | None = None
     exclude: tuple[str, ...] = ()
     per_channel: bool = True
-    batch_size: int = 8
+    batch_size: PositiveInt = 8
     preprocess_model: bool = True
-    max_drop: float | None = None
+    max_drop: NonNegativeFloat | None = None  # top-1 points
 
-    def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise UsageError(f"unknown INT8 target {self.target!r}; choose one of {sorted(TARGETS)}")
-        if self.method not in METHODS:
-            raise UsageError(f"unknown calibration method {self.method!r}; choose one of {list(METHODS)}")
-        if not 90.0 <= self.percentile < 100.0:
-            raise UsageError(f"percentile must be in [90, 100), got {self.percentile}")
-        if self.batch_size <= 0:
-            raise UsageError(f"batch size must be > 0, got {self.batch_size}")
-        if self.max_drop is not None and self.max_drop < 0:
-            raise UsageError(f"max drop must be >= 0 points, got {self.max_drop}")
-        object.__setattr__(self, "exclude", tuple(self.exclude))
-        if self.target == "tensorrt" and not self.per_channel:
-            raise UsageError("the tensorrt target needs per-channel weights (TensorRT's INT8 convolution form)")
+    @model_validator(mode="after")
+    def _target_form(self):
+        if self.target == QuantTarget.tensorrt and not self.per_channel:
+            raise BadValue("per_channel", False, "is refused for the tensorrt target: TensorRT's INT8 convolution "
+                                                 "form needs per-channel weights")
+        return self
 
     @property
     def spec(self) -> TargetSpec:
         return TARGETS[self.target]
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["exclude"] = list(self.exclude)
-        return d
 
 
 # --------------------------------------------------------------------------- helpers
@@ -290,7 +278,7 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
     agreement and accuracy; when ``config.max_drop`` is exceeded the model is still written,
     marked ``"status": "rejected"``, and QuantizationError is raised.
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
 
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
@@ -303,8 +291,7 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
     if len(calib) < MIN_INT8_SAMPLES:
         warnings.append(f"only {len(calib)} calibration samples (< {MIN_INT8_SAMPLES}): INT8 ranges may be "
                         "unrepresentative and accuracy may suffer")
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[config.method]
+    method = ort_method(config.method)
 
     with tempfile.TemporaryDirectory(prefix="se_deploy_q_") as tmp:
         work = Path(tmp)
@@ -402,7 +389,7 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
         "target": spec.name,
         "target_form": spec.description,
         "method": config.method,
-        "percentile": config.percentile if config.method == "percentile" else None,
+        "percentile": config.percentile if config.method == CalibMethod.percentile else None,
         "config": config.to_dict(),
         "calibration": {**calib.describe(), "batch_size": batch},
         "se_blocks": len(blocks),
@@ -432,7 +419,7 @@ def _check_structure(facts: dict, spec: TargetSpec, config: QuantConfig) -> None
                                 "excluded)")
     if facts["dynamic_quantize_linear"]:
         raise QuantizationError("the INT8 graph has DynamicQuantizeLinear nodes, which static Q/DQ must not contain")
-    if spec.name == "tensorrt":
+    if spec.name == QuantTarget.tensorrt:
         if facts["zero_point_dtypes"] not in ([], ["int8"]) or facts["nonzero_zero_points"]:
             raise QuantizationError(f"TensorRT needs symmetric int8 (zero point 0); got zero points "
                                     f"{facts['zero_point_dtypes']} with {facts['nonzero_zero_points']} non-zero")
@@ -443,5 +430,5 @@ def _check_structure(facts: dict, spec: TargetSpec, config: QuantConfig) -> None
                                 f"{facts['quantized_excitation_nodes'][:3]}")
 
 
-__all__ = ["QuantConfig", "TargetSpec", "TARGETS", "METHODS", "quantize_int8", "qdq_facts", "name_nodes",
+__all__ = ["QuantConfig", "TargetSpec", "TARGETS", "quantize_int8", "qdq_facts", "name_nodes",
            "resolve_excludes", "prepare_model", "calibration_batch"]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from se_deploy.calibration.dataset import CalibrationSet
 from se_deploy.errors import CalibrationError, UsageError, first_line
+from se_deploy.names import CalibMethod
 
 HISTOGRAM_BINS = 2048
 QUANTIZED_BINS = 128
@@ -24,7 +25,17 @@ QUANTIZED_BINS = 128
 # (its max_intermediate_outputs option drops data instead of merging it), so the data is
 # fed in chunks: each call folds its chunk into the running ranges or histograms.
 CHUNK_BATCHES = 8
-METHODS = ("minmax", "entropy", "percentile")
+# onnxruntime's CalibrationMethod member for each of our methods (a test checks it covers CalibMethod)
+ORT_METHODS = {CalibMethod.minmax: "MinMax", CalibMethod.entropy: "Entropy", CalibMethod.percentile: "Percentile"}
+
+
+def ort_method(method: str):
+    """onnxruntime's CalibrationMethod for ``method``; one line for an unknown name."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod
+
+    if method not in ORT_METHODS:
+        raise UsageError(f"unknown calibration method {method!r}; choose one of {CalibMethod.choices()}")
+    return getattr(CalibrationMethod, ORT_METHODS[method])
 
 
 class _Reader:
@@ -67,23 +78,20 @@ class _Chunk:
 
 
 def collect_ranges(onnx_path: str | Path, calib: CalibrationSet, *, input_name: str, batch_size: int,
-                   method: str = "minmax", percentile: float = 99.999, symmetric: bool = True):
+                   method: str = CalibMethod.minmax, percentile: float = 99.999, symmetric: bool = True):
     """onnxruntime ``TensorsData`` (tensor -> lowest/highest) for every float tensor of the model."""
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+    from onnxruntime.quantization.calibrate import create_calibrator
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
-    if method not in methods:
-        raise UsageError(f"unknown calibration method {method!r}; choose one of {list(METHODS)}")
+    calibrate_method = ort_method(method)
     extra: dict = {"symmetric": symmetric}
-    if method == "entropy":
+    if method == CalibMethod.entropy:
         extra.update(num_bins=HISTOGRAM_BINS, num_quantized_bins=QUANTIZED_BINS)
-    elif method == "percentile":
+    elif method == CalibMethod.percentile:
         extra.update(num_bins=HISTOGRAM_BINS, percentile=percentile)
     with tempfile.TemporaryDirectory(prefix="se_deploy_ranges_") as tmp:
         try:
             calibrator = create_calibrator(Path(onnx_path), None, augmented_model_path=str(Path(tmp) / "aug.onnx"),
-                                           calibrate_method=methods[method], extra_options=extra)
+                                           calibrate_method=calibrate_method, extra_options=extra)
             reader = _Reader(calib, input_name, batch_size)
             with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints progress to stdout
                 while reader.more():
@@ -102,4 +110,4 @@ def collect_ranges(onnx_path: str | Path, calib: CalibrationSet, *, input_name: 
     return ranges
 
 
-__all__ = ["collect_ranges", "HISTOGRAM_BINS", "QUANTIZED_BINS"]
+__all__ = ["collect_ranges", "ort_method", "HISTOGRAM_BINS", "ORT_METHODS", "QUANTIZED_BINS"]

@@ -8,16 +8,7 @@ from typing import List, Optional
 
 import typer
 
-
-class Backend(str, enum.Enum):
-    onnxruntime = "onnxruntime"
-    tensorrt = "tensorrt"
-    torch = "torch"
-
-
-class Mode(str, enum.Enum):
-    singlestream = "singlestream"
-    offline = "offline"
+from se_deploy.names import Backend, BenchMode
 
 
 class ReportAction(str, enum.Enum):
@@ -39,7 +30,7 @@ def register(command) -> None:
         min_iters: int = typer.Option(30, "--min-iters", help="Minimum timed rounds per batch size."),
         min_duration_s: float = typer.Option(3.0, "--min-duration-s", help="Minimum timed seconds per batch size."),
         max_iters: Optional[int] = typer.Option(None, "--max-iters", help="Cap on timed rounds per batch size."),
-        mode: Mode = typer.Option(Mode.singlestream, "--mode",
+        mode: BenchMode = typer.Option(BenchMode.singlestream, "--mode",
                                   help="singlestream: p90 latency headline (MLPerf); offline: throughput headline."),
         baseline: str = typer.Option("auto", "--baseline",
                                      help="auto: plain zoo twin or SE-ablated graph; none; or a PATH to the plain "

@@ -18,20 +18,22 @@ def register(command) -> None:
                                               help="Pipeline TOML (default: the embedded se_resnet50 config)."),
         out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<run.name>)."),
         force: bool = typer.Option(False, "--force", help="Run every stage even when its inputs are unchanged."),
-        show_config: bool = typer.Option(False, "--show-config", help="Print the effective config and exit."),
+        show_config: bool = typer.Option(False, "--show-config",
+                                         help="Print the effective config as TOML (every key, defaults filled in) "
+                                              "and exit; it loads back as the same config."),
     ) -> None:
-        import json
-
         from rich.markup import escape
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         from se_deploy.console import console
         from se_deploy.errors import SeDeployError
-        from se_deploy.pipeline import build_job, load_config, run_pipeline
+        from se_deploy.config import to_toml
+        from se_deploy.pipeline import StageStatus, build_job, load_config, run_pipeline
 
         cfg = load_config(config)
         if show_config:
-            console.print_json(json.dumps(cfg.sections))
+            header = f"# se-deploy pipeline config: {cfg.source}, every default filled in\n\n"
+            typer.echo(header + to_toml(cfg), nl=False)
             return
         out_dir = out or Path("runs") / cfg.name
         _, stages = build_job(cfg, out_dir)  # validates model names before any work starts
@@ -44,13 +46,14 @@ def register(command) -> None:
             if kind == "start":
                 progress.update(task, description=f"{name}")
                 return
-            if result.status == "ran":
-                head, style = f"ran {result.seconds:6.1f}s", "green"
-            elif result.status.startswith("skipped:"):
-                head, style = "skipped", "yellow"
+            if result.status is StageStatus.ran:
+                head, style, detail = f"ran {result.seconds:6.1f}s", "green", result.detail
+            elif result.status is StageStatus.skipped:
+                head, style, detail = "skipped", "yellow", result.reason
+            elif result.status is StageStatus.failed:
+                head, style, detail = "failed", "red", ""  # the error line that follows says why
             else:
-                head, style = "unchanged", "dim"
-            detail = result.detail or (result.status[len("skipped: "):] if style == "yellow" else "")
+                head, style, detail = "unchanged", "dim", ""
             text = escape(name + (f": {detail}" if detail else ""))
             progress.console.print(f"[{style}]{head:>12}[/{style}]  {text}",
                                    highlight=False, markup=True, soft_wrap=True)

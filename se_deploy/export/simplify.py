@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from se_deploy._util import lazy_import
 from se_deploy.errors import UsageError, first_line
+from se_deploy.names import Simplifier
 
-SIMPLIFIERS = ("onnxsim", "onnxslim")
 
-
-def simplify(model, *, simplifier: str = "onnxsim", dynamic_batch: bool = False,
+def simplify(model, *, simplifier: str = Simplifier.onnxsim, dynamic_batch: bool = False,
              input_shape: tuple[int, ...] | None = None):
     """Return ``(model, info)``. On failure the input model is returned unchanged and ``info['error']`` says why;
     the caller's parity check then runs on whatever graph is kept."""
-    if simplifier not in SIMPLIFIERS:
-        raise UsageError(f"simplifier {simplifier!r} is not one of {', '.join(SIMPLIFIERS)}")
-    info: dict = {"simplifier": simplifier, "nodes_before": len(model.graph.node)}
+    if simplifier not in Simplifier.values():
+        raise UsageError(f"simplifier {simplifier!r} is not one of {Simplifier.choices()}")
+    info: dict = {"simplifier": str(simplifier), "nodes_before": len(model.graph.node)}
     try:
-        if simplifier == "onnxsim":
+        if simplifier == Simplifier.onnxsim:
             onnxsim = lazy_import("onnxsim", install_hint="pip install onnxsim", purpose="graph simplification")
             kwargs = {}
             if dynamic_batch and input_shape is not None:

@@ -15,49 +15,57 @@ import logging
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from pydantic import Field, NonNegativeInt, model_validator
+
 from se_deploy._util import check_output_path, sha256_file, write_sidecar
-from se_deploy.errors import ExportError, UsageError, first_line
+from se_deploy.config import BadValue, Config, InputShape
+from se_deploy.errors import ExportError, first_line
 from se_deploy.export.inspect import input_output_specs
 from se_deploy.export.passes import fuse_default
 from se_deploy.export.se_detect import find_se_blocks
 from se_deploy.export.simplify import simplify
 from se_deploy.models import load_model
+from se_deploy.names import Exporter, Simplifier
 from se_deploy.numerics import compare_arrays, probe_inputs
 from se_deploy.onnx_io import save_onnx
 from se_deploy.runtime.onnxruntime import OrtRunner
 
-EXPORTERS = ("dynamo", "legacy")
 DEFAULT_OPSET = 18
 MIN_OPSET, MAX_OPSET = 13, 23
+LEGACY_MAX_OPSET = 20  # the TorchScript exporter writes no newer opset
 
 
-@dataclass(frozen=True)
-class ExportConfig:
-    input_shape: tuple[int, ...] = (1, 3, 224, 224)
-    dynamic_batch: bool = False
-    opset: int = DEFAULT_OPSET
-    exporter: str = "dynamo"
+class ExportOptions(Config):
+    """How to export, whatever the model: the part of an export a pipeline config sets."""
+
+    exporter: Exporter = Exporter.dynamo
+    opset: int = Field(DEFAULT_OPSET, ge=MIN_OPSET, le=MAX_OPSET)
     simplify: bool = True
-    simplifier: str = "onnxsim"
+    simplifier: Simplifier = Simplifier.onnxsim
     fuse: bool = True
-    tolerance: float = 1e-4  # max abs error relative to the output scale
-    input_name: str = "input"
-    output_name: str = "logits"
-    seed: int = 0
+    tolerance: float = Field(1e-4, gt=0)  # max abs error relative to the output scale
 
-    def __post_init__(self) -> None:
-        if len(self.input_shape) != 4 or any(int(d) <= 0 for d in self.input_shape):
-            raise UsageError(f"input shape must be NxCxHxW with positive dims, got {'x'.join(map(str, self.input_shape))}")
-        if self.exporter not in EXPORTERS:
-            raise UsageError(f"exporter {self.exporter!r} is not one of {', '.join(EXPORTERS)}")
-        if not MIN_OPSET <= self.opset <= MAX_OPSET:
-            raise UsageError(f"opset {self.opset} is outside the supported range {MIN_OPSET}..{MAX_OPSET}")
-        if not self.tolerance > 0:
-            raise UsageError(f"tolerance must be > 0, got {self.tolerance}")
+    @model_validator(mode="after")
+    def _legacy_opset(self):
+        # Refused rather than clamped: the sidecar must record the opset the file really has.
+        if self.exporter == Exporter.legacy and self.opset > LEGACY_MAX_OPSET:
+            raise BadValue("opset", self.opset, f"is newer than the legacy exporter writes (at most "
+                                                f"{LEGACY_MAX_OPSET}); lower it or use the dynamo exporter")
+        return self
+
+
+class ExportConfig(ExportOptions):
+    """One export: the options plus what depends on the model and its deployment."""
+
+    input_shape: InputShape = (1, 3, 224, 224)
+    dynamic_batch: bool = False
+    input_name: str = Field("input", min_length=1)
+    output_name: str = Field("logits", min_length=1)
+    seed: NonNegativeInt = 0
 
     @property
     def parity_batches(self) -> tuple[int, ...]:
@@ -94,7 +102,7 @@ def _torch_export(module, cfg: ExportConfig, path: Path) -> None:
 
     x = torch.randn(*cfg.input_shape)
     with _quiet(), torch.no_grad():
-        if cfg.exporter == "dynamo":
+        if cfg.exporter == Exporter.dynamo:
             dyn = None
             if cfg.dynamic_batch:
                 params = list(inspect.signature(module.forward).parameters)
@@ -106,8 +114,13 @@ def _torch_export(module, cfg: ExportConfig, path: Path) -> None:
         else:
             axes = {cfg.input_name: {0: "batch"}, cfg.output_name: {0: "batch"}} if cfg.dynamic_batch else None
             torch.onnx.export(module, (x,), str(path), dynamo=False, input_names=[cfg.input_name],
-                              output_names=[cfg.output_name], opset_version=min(cfg.opset, 20),
+                              output_names=[cfg.output_name], opset_version=cfg.opset,
                               dynamic_axes=axes, do_constant_folding=True)
+
+
+def written_opset(model) -> int | None:
+    """The default-domain opset the model imports: what the file holds, whatever was requested."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def check_parity(module, onnx_model, cfg: ExportConfig) -> dict:
@@ -143,7 +156,7 @@ def export_model(model_or_spec, output: str | Path, config: ExportConfig | None 
 
     cfg = config or ExportConfig(**overrides)
     if config is not None and overrides:
-        cfg = ExportConfig(**{**asdict(config), **overrides})
+        cfg = ExportConfig(**{**config.model_dump(), **overrides})
     out = check_output_path(output)
     step = on_step or (lambda name, secs, detail: None)
 
@@ -153,7 +166,7 @@ def export_model(model_or_spec, output: str | Path, config: ExportConfig | None 
     else:
         module, source = model_or_spec.eval(), (source or {"kind": "module", "class": type(model_or_spec).__name__})
 
-    info: dict[str, Any] = {"source": source, "exporter": cfg.exporter, "config": asdict(cfg)}
+    info: dict[str, Any] = {"source": source, "exporter": cfg.exporter, "config": cfg.to_dict()}
     with tempfile.TemporaryDirectory(prefix="se_deploy_export_") as td:
         raw = Path(td) / "raw.onnx"
         t0 = time.perf_counter()
@@ -161,10 +174,11 @@ def export_model(model_or_spec, output: str | Path, config: ExportConfig | None 
             _torch_export(module, cfg, raw)
         except Exception as e:
             msg = first_line(e)
-            hint = " (try --exporter legacy)" if cfg.exporter == "dynamo" else ""
+            hint = " (try --exporter legacy)" if cfg.exporter == Exporter.dynamo else ""
             raise ExportError(f"torch.onnx export ({cfg.exporter}) failed: {msg}{hint}") from None
         model = onnx.load(str(raw))
-        step("export", time.perf_counter() - t0, f"{cfg.exporter} exporter, opset {cfg.opset}, {len(model.graph.node)} nodes")
+        step("export", time.perf_counter() - t0,
+             f"{cfg.exporter} exporter, opset {written_opset(model)}, {len(model.graph.node)} nodes")
 
         t0 = time.perf_counter()
         try:
@@ -205,7 +219,7 @@ def export_model(model_or_spec, output: str | Path, config: ExportConfig | None 
     t0 = time.perf_counter()
     save_onnx(model, out)
     io_specs = input_output_specs(model)
-    info.update(inputs=io_specs["inputs"], outputs=io_specs["outputs"], opset=cfg.opset,
+    info.update(inputs=io_specs["inputs"], outputs=io_specs["outputs"], opset=written_opset(model),
                 onnx_sha256=sha256_file(out), size_bytes=out.stat().st_size,
                 dynamic_batch=cfg.dynamic_batch, input_shape=list(cfg.input_shape))
     try:

@@ -83,7 +83,7 @@ def test_fixed_batch_model_refuses_other_batches(se_onnx):
 @pytest.mark.parametrize("args,code,msg", [
     (["bench", "no_such_model_or_file"], 2, "neither a file nor a zoo model"),
     (["bench", "se_resnet18", "--batch", "0"], 2, "expected positive integers"),
-    (["bench", "se_resnet18", "--min-iters", "1"], 2, "min-iters must be >= 2"),
+    (["bench", "se_resnet18", "--min-iters", "1"], 2, "min_iters: 1 must be >= 2"),
     (["bench", "se_resnet18", "-o", "/nonexistent/dir/r.json"], 2, "output directory does not exist"),
     (["report", "render", "missing.json", "-o", "r.html"], 2, "results file not found"),
     (["report", "render", "a.json", "-o", "r.pdf"], 2, "output must end in .html or .md"),

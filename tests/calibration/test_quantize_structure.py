@@ -139,9 +139,12 @@ def test_small_calibration_warns_and_wrong_input_name_fails(tiny_se_onnx, data, 
     assert not (tmp_path / "x.onnx").exists()
 
 
-@pytest.mark.parametrize("kw, msg", [({"target": "gpu"}, "unknown INT8 target"), ({"method": "kl"}, "method"),
-                                     ({"percentile": 50.0}, "percentile"), ({"max_drop": -1.0}, "max drop"),
-                                     ({"target": "tensorrt", "per_channel": False}, "per-channel")])
+@pytest.mark.parametrize("kw, msg", [
+    ({"target": "gpu"}, "^target: 'gpu' is not one of tensorrt, cpu$"),
+    ({"method": "kl"}, "^method: 'kl' is not one of minmax, entropy, percentile$"),
+    ({"percentile": 50.0}, "^percentile: 50.0 must be >= 90"), ({"max_drop": -1.0}, "^max_drop: -1.0 must be >= 0"),
+    ({"batch_size": 0}, "^batch_size: 0 must be > 0$"),
+    ({"target": "tensorrt", "per_channel": False}, "^per_channel: false is refused for the tensorrt target")])
 def test_quant_config_validation(kw, msg):
     with pytest.raises(UsageError, match=msg):
         QuantConfig(**kw)

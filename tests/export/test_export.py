@@ -40,6 +40,9 @@ def test_dynamic_batch_export_runs_at_other_batches(tmp_path, exporter):
     side = json.loads(Path(str(out) + ".json").read_text())
     assert side["inputs"][0]["shape"][0] == "batch" and side["dynamic_batch"] is True
     assert side["source"]["kind"] == "module" and side["se_deploy_version"]
+    # the sidecar records the opset the file holds (the config records what was asked)
+    written = next(o.version for o in onnx.load(str(out)).opset_import if o.domain in ("", "ai.onnx"))
+    assert side["opset"] == written and side["config"]["opset"] == 18
 
 
 def test_parity_failure_writes_nothing(tmp_path, monkeypatch):
@@ -80,9 +83,19 @@ def test_interrupted_export_leaves_no_partial_file(tmp_path, monkeypatch):
 
 
 def test_config_validation():
-    with pytest.raises(UsageError, match="exporter"):
-        ExportConfig(exporter="onnx")
-    with pytest.raises(UsageError, match="opset"):
+    with pytest.raises(UsageError, match="^exporter: 'torchscript' is not one of dynamo, legacy$"):
+        ExportConfig(exporter="torchscript")
+    with pytest.raises(UsageError, match="^opset: 7 must be >= 13$"):
         ExportConfig(opset=7)
-    with pytest.raises(UsageError, match="NxCxHxW"):
+    with pytest.raises(UsageError, match="^input_shape: \\[1, 3, 224\\] must be NxCxHxW"):
         ExportConfig(input_shape=(1, 3, 224))
+    with pytest.raises(UsageError, match="^simplifier: 'onnx-simplifier' is not one of onnxsim, onnxslim$"):
+        ExportConfig(simplifier="onnx-simplifier")
+
+
+def test_legacy_exporter_refuses_an_opset_it_cannot_write():
+    """Refused, not clamped: a clamp would write opset 20 while the sidecar said 21."""
+    with pytest.raises(UsageError, match="^opset: 21 is newer than the legacy exporter writes \\(at most 20\\)"):
+        ExportConfig(exporter="legacy", opset=21)
+    assert ExportConfig(exporter="legacy", opset=20).opset == 20
+    assert ExportConfig(exporter="dynamo", opset=21).opset == 21

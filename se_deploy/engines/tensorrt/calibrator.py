@@ -19,8 +19,10 @@ from se_deploy._util import atomic_output
 from se_deploy.calibration.trt_cache import parse_header, read_calibration_cache
 from se_deploy.errors import CalibrationError, InputError
 from se_deploy.runtime.tensorrt._trt import serves, trt_bases
+from se_deploy.names import CalibMethod
 
-ALGORITHMS = {"entropy": "EntropyCalibration2", "minmax": "MinMaxCalibration"}
+# TensorRT's calibration algorithm (as its cache header names it) for each method it implements
+ALGORITHMS = {CalibMethod.entropy: "EntropyCalibration2", CalibMethod.minmax: "MinMaxCalibration"}
 
 
 class CacheStore:
@@ -142,7 +144,7 @@ def calibrator_from_base(base: type, feeder: CalibrationFeeder, store: CacheStor
 @serves(10)
 def make_calibrator(trt, kind: str, feeder: CalibrationFeeder, store: CacheStore):
     """A TensorRT 10 calibrator object of ``kind`` (entropy | minmax) over ``feeder``."""
-    bases = {"entropy": trt.IInt8EntropyCalibrator2, "minmax": trt.IInt8MinMaxCalibrator}
+    bases = {CalibMethod.entropy: trt.IInt8EntropyCalibrator2, CalibMethod.minmax: trt.IInt8MinMaxCalibrator}
     if kind not in bases:
         raise CalibrationError(f"unknown calibrator {kind!r}; choose from {', '.join(ALGORITHMS)}")
     return calibrator_from_base(bases[kind], feeder, store)

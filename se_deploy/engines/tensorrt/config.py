@@ -28,10 +28,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from se_deploy.errors import UsageError
+from se_deploy.names import CalibMethod
 from se_deploy.onnx_io import OnnxPrecision
 from se_deploy.runtime.tensorrt.cuda import CUDA_APIS
 
-CALIBRATORS = ("entropy", "minmax")
+CALIBRATORS = (CalibMethod.entropy, CalibMethod.minmax)  # the methods TensorRT 10 calibrates with itself
 TRT_MAJORS = (10, 11)
 MAX_OPT_LEVEL = 5
 

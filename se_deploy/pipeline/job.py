@@ -1,0 +1,326 @@
+"""The one-command job: export -> fuse -> calibrate/quantize -> engines -> accuracy -> bench -> report.
+
+Runs for the SE model and its plain twin. :func:`build_job` turns a PipelineConfig into
+the list of stages (see :mod:`se_deploy.pipeline.stages` for when a stage reruns); each
+stage hands its config section to the stage library as is, so what the config validated
+is what runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from se_deploy._util import read_sidecar, sha256_file, write_json_atomic, write_sidecar
+from se_deploy.bench.results import Accuracy, load_results, save_results
+from se_deploy.bench.suite import BenchConfig, Candidate, benchmark, model_info
+from se_deploy.calibration.accuracy import evaluate
+from se_deploy.calibration.dataset import load_calibration
+from se_deploy.calibration.preprocess import make_preprocess
+from se_deploy.calibration.quantize import quantize_int8
+from se_deploy.calibration.sources import LABEL_KEYS
+from se_deploy.engines.build import build_or_trtexec
+from se_deploy.engines.tensorrt.builder import installed_tensorrt
+from se_deploy.engines.tensorrt.config import BuildConfig
+from se_deploy.errors import ConfigError, InternalError, MissingDependencyError
+from se_deploy.export.passes import ablate_se
+from se_deploy.export.torch_export import export_model
+from se_deploy.models import is_registered, plain_twin
+from se_deploy.names import EngineBackend, Precision
+from se_deploy.onnx_io import load_onnx, model_input, save_onnx
+from se_deploy.pipeline.config import PipelineConfig
+from se_deploy.pipeline.stages import Skip, Stage, StageResult, StageStatus, run_stages
+from se_deploy.report.render import write_report
+
+SYNTHETIC_LABEL = ("synthetic calibration data (seeded random inputs, not real images): INT8 ranges and accuracy "
+                   "figures only show agreement with FP32, not task accuracy")
+
+
+@dataclass
+class Job:
+    """Paths of every artifact the pipeline writes under ``out``."""
+    config: PipelineConfig
+    out: Path
+    se_name: str
+    plain_name: str | None  # zoo name of the plain twin; None when it is the SE-ablated graph or absent
+    has_plain: bool
+    notes: list[str] = field(default_factory=list)
+
+    def onnx(self, role: str, precision: str = Precision.fp32) -> Path:
+        return self.out / role / ("model.onnx" if precision == Precision.fp32 else f"model.{precision}.onnx")
+
+    @property
+    def roles(self) -> list[str]:
+        return ["se", "plain"] if self.has_plain else ["se"]
+
+    def display(self, role: str) -> str:
+        if role == "se":
+            return self.se_name
+        return self.plain_name or f"{self.se_name} (SE removed)"
+
+    calib = property(lambda self: self.out / "calib.npz")
+    eval_set = property(lambda self: self.out / "eval.npz")
+    engines = property(lambda self: self.out / "engines.json")
+    accuracy = property(lambda self: self.out / "accuracy.json")
+    results = property(lambda self: self.out / "results.json")
+    report_html = property(lambda self: self.out / "report.html")
+    report_md = property(lambda self: self.out / "report.md")
+    plots = property(lambda self: self.out / "plots")
+
+
+def _input_shape(cfg: PipelineConfig) -> tuple[int, ...]:
+    return tuple(cfg.model.input_shape)
+
+
+def _resolve_plain(cfg: PipelineConfig) -> tuple[str | None, bool]:
+    se, plain = cfg.model.se, cfg.model.plain
+    if not is_registered(se):
+        raise ConfigError(f"{cfg.source}: model.se: {se!r} is not a zoo model name (see 'se-deploy models')")
+    if plain == "none":
+        return None, False
+    if plain == "auto":
+        return plain_twin(se), True  # None: no zoo twin, ablate SE blocks from the export instead
+    if plain == "ablate":
+        return None, True
+    if not is_registered(plain):
+        raise ConfigError(f"{cfg.source}: model.plain: {plain!r} is not one of auto, ablate, none, or a zoo model "
+                          f"name (see 'se-deploy models')")
+    return plain, True
+
+
+def _export_stage(job: Job, role: str) -> Stage:
+    cfg = job.config
+    out = job.onnx(role)
+
+    def run() -> str:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if role == "plain" and job.plain_name is None:
+            save_onnx(ablate_se(load_onnx(job.onnx("se"))), out)
+            _write_json_sidecar(out, {"kind": "onnx", "precision": "fp32", "derived_from": str(job.onnx("se")),
+                                      "transform": "ablate-se (every SE block replaced by its input)"})
+            return "SE blocks removed from the SE export"
+        res = export_model(job.se_name if role == "se" else job.plain_name, out, input_shape=_input_shape(cfg),
+                           dynamic_batch=True, **cfg.export.model_dump())
+        parity = res.info.get("parity", {})
+        worst = parity.get("worst_rel_max_abs")
+        return (f"parity vs PyTorch: rel max abs {worst:.2g} ({'passed' if parity.get('passed') else 'FAILED'})"
+                if isinstance(worst, float) else "")
+
+    inputs = [job.onnx("se")] if role == "plain" and job.plain_name is None else []
+    return Stage(f"export {job.display(role)}", [out], inputs, cfg.section_hash("model", "export"), run)
+
+
+def _write_json_sidecar(artifact: Path, data: dict) -> None:
+    write_sidecar(artifact, data)
+
+
+def _calibration_stage(job: Job) -> Stage:
+    cfg = job.config
+
+    def load(section: str, size: int, seed: int, role: str):
+        name = model_input(load_onnx(job.onnx("se"), check=False)).name
+        src = getattr(cfg, section).source
+        synthetic = src == "synthetic"
+        ds = load_calibration(None if synthetic else src, input_name=name, input_shape=_input_shape(cfg),
+                              preprocess=make_preprocess(cfg.calibration.preprocess), calib_size=size,
+                              seed=seed, synthetic=synthetic)
+        ds.provenance["role"] = role
+        return ds
+
+    def run() -> str:
+        c, a = cfg.calibration, cfg.accuracy
+        calib = load("calibration", c.size, c.seed, "calibration")
+        calib.save_npz(job.calib)
+        ev = load("accuracy", a.size, a.seed, "held-out evaluation")
+        ev.save_npz(job.eval_set)
+        for path, ds in ((job.calib, calib), (job.eval_set, ev)):
+            label = SYNTHETIC_LABEL if ds.is_synthetic else f"{ds.source_kind} data"
+            _write_json_sidecar(path, {"kind": "calibration-set", "samples": len(ds), "synthetic": ds.is_synthetic,
+                                       "label": label, "provenance": ds.provenance})
+        if calib.is_synthetic:
+            job.notes.append(SYNTHETIC_LABEL)
+            return "SYNTHETIC data (labelled as such in every sidecar and the report)"
+        return f"{len(calib)} calibration samples, {len(ev)} held-out"
+
+    return Stage("calibration data", [job.calib, job.eval_set], [job.onnx("se")],
+                 cfg.section_hash("calibration", "accuracy", "model"), run)
+
+
+def _quantize_stage(job: Job, role: str) -> Stage:
+    cfg = job.config
+    out = job.onnx(role, Precision.int8)
+
+    def run() -> str:
+        side = quantize_int8(job.onnx(role), out, _load_npz(job.calib), cfg.quantize)
+        return f"target {cfg.quantize.target}, {cfg.quantize.method}, {side.get('status', 'written')}"
+
+    return Stage(f"quantize INT8 {job.display(role)}", [out], [job.onnx(role), job.calib],
+                 cfg.section_hash("quantize", "calibration"), run)
+
+
+def _load_npz(path: Path):
+    import numpy as np
+
+    with np.load(path) as z:
+        name = next(k for k in z.files if k not in LABEL_KEYS)
+        shape = z[name].shape
+    return load_calibration(path, input_name=name, input_shape=(1, *shape[1:]), preprocess=make_preprocess("none"),
+                            calib_size=None, seed=0)
+
+
+def _precisions(job: Job) -> list[str]:
+    return list(job.config.engines.precisions)
+
+
+def _engine_backend(cfg: PipelineConfig) -> tuple[str, str]:
+    """(backend that builds and runs the engines, why). A backend added to EngineBackend needs a branch here."""
+    want = cfg.engines.backend
+    if want == EngineBackend.onnxruntime:
+        return "onnxruntime", "onnxruntime chosen in the config"
+    if want not in (EngineBackend.auto, EngineBackend.tensorrt):
+        raise InternalError(f"engines.backend {want!r} validated but the pipeline has no engine step for it")
+    try:
+        trt = installed_tensorrt()
+    except Exception as e:  # a broken GPU stack reads as "not available"
+        trt, why = None, f"{type(e).__name__}: {e}"
+    else:
+        why = "tensorrt is not installed"
+    if trt is not None:
+        return "tensorrt", f"TensorRT {trt.__version__}"
+    if want == EngineBackend.tensorrt:
+        raise MissingDependencyError(f"engines.backend = 'tensorrt' but {why}; set engines.backend = 'auto' or "
+                                     f"'onnxruntime' to run on this machine")
+    return "onnxruntime", f"{why}: onnxruntime runs the ONNX models directly"
+
+
+def _engines_stage(job: Job) -> Stage:
+    cfg = job.config
+    inputs = [job.onnx(r, p) for r in job.roles for p in _precisions(job)]
+
+    def run() -> str:
+        backend, why = _engine_backend(cfg)
+        engines = []
+        for role in job.roles:
+            for prec in _precisions(job):
+                src = job.onnx(role, prec)
+                if backend == "tensorrt":
+                    plan = src.with_suffix(".plan")
+                    b = cfg.bench.batches
+                    outcome = build_or_trtexec(BuildConfig(onnx=str(src), output=str(plan),
+                                                                 batch=(min(b), max(b), max(b))), log=lambda msg: None)
+                    if outcome.not_built is not None:
+                        raise outcome.not_built
+                    artifact = plan
+                else:
+                    artifact = src
+                engines.append({"model": job.display(role), "role": role, "precision": prec, "backend": backend,
+                                "artifact": str(artifact.relative_to(job.out)), "sha256": sha256_file(artifact)})
+        write_json_atomic(job.engines, {"backend": backend, "reason": why, "engines": engines})
+        return f"{backend} ({why})"
+
+    return Stage("build engines", [job.engines], inputs, cfg.section_hash("engines", "bench"), run)
+
+
+def _accuracy_stage(job: Job) -> Stage:
+    cfg = job.config
+    inputs = [job.onnx(r, p) for r in job.roles for p in _precisions(job)] + [job.eval_set]
+
+    def run() -> str:
+        if not cfg.accuracy.enabled:
+            raise Skip("accuracy.enabled = false")
+        if _precisions(job) == [Precision.fp32]:
+            raise Skip("only fp32 built: nothing to compare with the FP32 reference")
+
+        ev = _load_npz(job.eval_set)
+        reports = {}
+        for role in job.roles:
+            cands = {p: str(job.onnx(role, p)) for p in _precisions(job) if p != Precision.fp32}
+            reports[job.display(role)] = evaluate(str(job.onnx(role)), cands, ev)
+        synthetic = (read_sidecar(job.eval_set) or {}).get("synthetic", True)
+        write_json_atomic(job.accuracy, {"synthetic": synthetic, "label": SYNTHETIC_LABEL if synthetic else "",
+                                         "reports": reports})
+        parts = []
+        for model, rep in reports.items():
+            for prec, e in rep["candidates"].items():
+                parts.append(f"{model} {prec}: top-1 agreement {e.get('top1_agreement')}%")
+        return "; ".join(parts)
+
+    return Stage("accuracy vs FP32", [job.accuracy], inputs, cfg.section_hash("accuracy"), run)
+
+
+def _bench_stage(job: Job) -> Stage:
+    cfg = job.config
+
+    def run() -> str:
+        man = json.loads(job.engines.read_text())
+        # the per-op profile needs the onnxruntime profiler; on TensorRT engines it is left out
+        bc = BenchConfig(**{**cfg.bench.model_dump(), "profile": cfg.bench.profile and man["backend"] == "onnxruntime"})
+        cands = [Candidate(name=e["model"], precision=e["precision"], artifact=str(job.out / e["artifact"]),
+                           role=e["role"] if job.has_plain else "other", backend=e["backend"])
+                 for e in man["engines"]]
+        models = [model_info(job.display(r), r if job.has_plain else "other", str(job.onnx(r))) for r in job.roles]
+        res = benchmark(cands, bc, models=models, run_name=cfg.name)
+        if job.accuracy.exists():
+            acc = json.loads(job.accuracy.read_text())
+            for model, rep in acc["reports"].items():
+                for prec, e in rep["candidates"].items():
+                    res.accuracy.append(Accuracy(model=model, precision=prec, metrics={
+                        k: v for k, v in e.items() if k != "model"},
+                        data="synthetic held-out inputs" if acc.get("synthetic") else "held-out set"))
+        if job.calib.exists() and (read_sidecar(job.calib) or {}).get("synthetic"):
+            res.warnings.insert(0, SYNTHETIC_LABEL)
+        res.run["pipeline"] = {"config": cfg.to_dict(), "engines": man["reason"]}
+        save_results(res, job.results)
+        return ", ".join(f"{c.precision} b{c.batch}: SE tax {c.tax['tax_pct']:+.1f}%" for c in res.comparisons)
+
+    inputs = [job.engines, job.accuracy]  # hashed when the stage starts; "missing" when accuracy was skipped
+    inputs += [job.onnx(r, p) for r in job.roles for p in _precisions(job)]
+    return Stage("benchmark", [job.results], inputs, cfg.section_hash("bench"), run)
+
+
+def _report_stage(job: Job) -> Stage:
+    cfg = job.config
+
+    def run() -> str:
+        r = cfg.report
+        if not (r.html or r.markdown):
+            raise Skip("report.html and report.markdown are both false")
+        written = write_report(load_results(job.results), html=job.report_html if r.html else None,
+                               md=job.report_md if r.markdown else None, png_dir=job.plots if r.png else None)
+        return ", ".join(p.name for p in written.values())
+
+    outs = ([job.report_html] if cfg.report.html else []) + ([job.report_md] if cfg.report.markdown else [])
+    return Stage("report", outs, [job.results], cfg.section_hash("report"), run)
+
+
+def build_job(cfg: PipelineConfig, out: str | os.PathLike) -> tuple[Job, list[Stage]]:
+    plain_name, has_plain = _resolve_plain(cfg)
+    job = Job(cfg, Path(out), cfg.model.se, plain_name, has_plain)
+    stages = [_export_stage(job, r) for r in job.roles]
+    if Precision.int8 in _precisions(job):
+        stages.append(_calibration_stage(job))
+        stages += [_quantize_stage(job, r) for r in job.roles]
+    stages += [_engines_stage(job), _accuracy_stage(job), _bench_stage(job), _report_stage(job)]
+    return job, stages
+
+
+def run_pipeline(cfg: PipelineConfig, out: str | os.PathLike, *, force: bool = False,
+                 on_event: Callable[[str, str, StageResult | None], None] | None = None) -> tuple[Job, list[StageResult]]:
+    """Run (or skip) every stage; write ``pipeline.json`` with what happened, then re-raise a stage's error."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    job, stages = build_job(cfg, out)
+    # run_stages hashes each stage's inputs just before it runs, after the stages that make them.
+    results = run_stages(stages, force=force, on_event=on_event)
+    write_json_atomic(out / "pipeline.json", {"config": cfg.to_dict(), "config_source": cfg.source,
+                                              "stages": [r.to_dict() for r in results]})
+    failed = next((r for r in results if r.status is StageStatus.failed), None)
+    if failed is not None and failed.error is not None:
+        raise failed.error
+    return job, results
+
+
+__all__ = ["Job", "SYNTHETIC_LABEL", "build_job", "run_pipeline"]
