@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,6 +37,9 @@ def check_output_path(path: str | os.PathLike) -> Path:
         raise InputError(f"output directory is not a directory: {parent}")
     if p.is_dir():
         raise InputError(f"output path is a directory: {p}")
+    if p.is_file() and not os.stat(p).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        # A rename would replace it (only the folder's permission counts), and root passes os.access.
+        raise InputError(f"output {p} is read-only: refusing to replace it (make it writable or choose another path)")
     # Probe by creating a file: os.access() says yes to root even on read-only mounts.
     try:
         fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".probe", dir=parent)
@@ -143,7 +147,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 def parse_int_list(text: str, what: str = "value") -> list[int]:
     try:
-        vals = [int(v) for v in text.replace(" ", "").split(",") if v]
+        vals = [int(v) for v in text.replace(" ", "").split(",")]  # "1,,2" is a typo, not [1, 2]
     except ValueError:
         raise UsageError(f"malformed {what} list {text!r}: expected comma-separated integers, e.g. 1,8,32") from None
     if not vals or any(v <= 0 for v in vals):

@@ -3,13 +3,15 @@
 Commands live in ``se_deploy/commands/<name>.py``; each module exposes ``register(command)``
 and never imports this file. This file only wires them together and turns errors into one line and an exit code:
 a :class:`SeDeployError` prints ``error: <message>`` and exits with its code; Ctrl-C exits
-130; an unexpected exception is an internal bug and says how to get the traceback.
+130 ("interrupted") and SIGTERM 143 ("terminated"), both after the same cleanup (temporary files
+removed, locks released); an unexpected exception is an internal bug and says how to get the traceback.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from typing import Callable
 
@@ -17,7 +19,7 @@ import typer
 
 from se_deploy import __version__
 from se_deploy.console import console, error
-from se_deploy.errors import SeDeployError
+from se_deploy.errors import SeDeployError, Terminated
 
 app = typer.Typer(
     name="se-deploy",
@@ -46,14 +48,22 @@ def handle_errors(fn: Callable) -> Callable:
             raise
         except SeDeployError as e:
             raise fail(str(e), e.exit_code) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
+        except KeyboardInterrupt as e:
+            raise fail(*_interruption(e)) from None
         except Exception as e:  # an internal bug: say so, without a traceback unless asked
             if os.environ.get("SE_DEPLOY_DEBUG"):
                 raise
             raise fail(f"internal error: {type(e).__name__}: {e} (set SE_DEPLOY_DEBUG=1 for the traceback)", 70) from None
 
     return wrapper
+
+
+def _interruption(e: KeyboardInterrupt) -> tuple[str, int]:
+    return ("terminated", 128 + signal.SIGTERM) if isinstance(e, Terminated) else ("interrupted", 130)
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
 
 
 def command(name: str | None = None, **kwargs) -> Callable:
@@ -93,8 +103,12 @@ _register_commands()
 
 
 def main() -> None:
+    # SIGTERM unwinds like Ctrl-C (every finally and context manager runs), instead of killing the process
+    # with temporary files and directories left behind.
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app()
-    except KeyboardInterrupt:  # pragma: no cover - outside a command body
-        error("interrupted")
-        sys.exit(130)
+    except KeyboardInterrupt as e:  # pragma: no cover - outside a command body
+        message, code = _interruption(e)
+        error(message)
+        sys.exit(code)

@@ -192,6 +192,19 @@ def parse_meminfo(text: str) -> float | None:
     return round(int(m.group(1)) / 1024**2, 2) if m else None
 
 
+def available_memory_bytes() -> int | None:
+    """Memory a new allocation can get without swapping: MemAvailable (free plus reclaimable cache), else free
+    pages; None when neither is known."""
+    text = _read_file("/proc/meminfo") or ""
+    m = re.search(r"^MemAvailable:\s+(\d+)\s*kB", text, re.M)
+    if m:
+        return int(m.group(1)) * 1024
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def _num(s: str) -> float | None:
     try:
         return float(s)

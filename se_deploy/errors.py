@@ -79,6 +79,17 @@ class BenchmarkError(SeDeployError):
     exit_code = 10
 
 
+class BusyError(SeDeployError):
+    """An output directory is in use by another run: retry later, or wait for it (``--wait``)."""
+
+    exit_code = 75  # EX_TEMPFAIL: a temporary condition, worth retrying
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived. Raised from the signal handler so every ``finally`` and context manager
+    unwinds exactly as for Ctrl-C (temporary files removed, locks released)."""
+
+
 class InternalError(Exception):
     """A bug in se-deploy itself, not a user error."""
 

@@ -34,9 +34,10 @@ def load_onnx(path: str | os.PathLike, *, check: bool = True):
     if p.stat().st_size == 0:
         raise InputError(f"ONNX file is empty: {p}")
     try:
-        model = onnx.load(str(p))
+        model = onnx.load(str(p), load_external_data=False)
     except Exception as e:  # protobuf DecodeError, truncated file, text file ...
         raise InputError(f"not a readable ONNX model: {p} ({type(e).__name__})") from None
+    _load_external_data(model, p)
     if len(model.graph.node) == 0 and len(model.graph.output) == 0:
         raise InputError(f"not an ONNX model (no graph): {p}")
     if check:
@@ -46,6 +47,23 @@ def load_onnx(path: str | os.PathLike, *, check: bool = True):
             msg = first_line(e)
             raise InputError(f"invalid ONNX model {p}: {msg}") from None
     return model
+
+
+def _load_external_data(model, path: Path) -> None:
+    """Read the weights a model keeps in files beside it, naming the file when one is missing or unreadable."""
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    locations = {e.value for t in model.graph.initializer if uses_external_data(t)
+                 for e in t.external_data if e.key == "location"}
+    for loc in sorted(locations):
+        data = path.parent / loc
+        if not data.is_file():
+            raise InputError(f"{path} keeps its weights in {data}, which is missing: copy it beside the model")
+    if locations:
+        try:
+            load_external_data_for_model(model, str(path.parent))
+        except Exception as e:
+            raise InputError(f"cannot read the external weights of {path}: {first_line(e)}") from None
 
 
 def save_onnx(model, path: str | os.PathLike) -> Path:

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "se_deploy"
 #: Units (modules or subpackages of se_deploy) by layer, bottom first. A unit may import
 #: units of its own layer or below; within one layer the imports must not form a circle.
 LAYERS: list[set[str]] = [
-    {"se_deploy", "errors", "_util", "names", "config", "onnx_io", "numerics", "envinfo"},
+    {"se_deploy", "errors", "_util", "files", "names", "config", "onnx_io", "numerics", "envinfo"},
     {"runtime", "models"},
     {"export", "calibration"},
     {"engines", "bench"},

@@ -162,6 +162,7 @@ class ModelInfo(_Record):
     flops: Optional[int] = None
     se_blocks: Optional[int] = None
     se_share: Optional[dict[str, Any]] = None
+    temporary: Optional[str] = None  # why there is no artifact: made for the run and deleted after it
 
 
 class Measurement(_Record):

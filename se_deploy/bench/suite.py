@@ -20,7 +20,7 @@ from se_deploy.bench.harness import Timing, run_interleaved
 from se_deploy.bench.profile import profile_runner
 from se_deploy.bench.results import Comparison, Measurement, ModelInfo, Profile, Results
 from se_deploy.bench.stats import noise_warning, se_tax, summarize, throughput
-from se_deploy.envinfo import TegrastatsSampler
+from se_deploy.envinfo import TegrastatsSampler, available_memory_bytes
 from se_deploy.envinfo import capture_environment as capture
 from se_deploy.errors import BenchmarkError, UsageError
 from se_deploy.export.inspect import inspect_model
@@ -120,11 +120,21 @@ def make_feed(runner, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
                              f"export with a fixed input shape")
         shape = (batch, *rest)
         dtype = np.dtype(spec.dtype)
+        _check_fits(spec.name, shape, dtype)
         if dtype.kind == "f":
             feed[spec.name] = rng.standard_normal(shape).astype(dtype)
         else:
             feed[spec.name] = np.zeros(shape, dtype=dtype)
     return feed
+
+
+def _check_fits(name: str, shape: tuple, dtype: np.dtype) -> None:
+    """Refuse, before allocating, an input that alone would not fit in the memory available now."""
+    need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    have = available_memory_bytes()
+    if have is not None and need > have:
+        raise UsageError(f"batch {shape[0]} needs {need / 1e9:.1f} GB for input {name!r} {tuple(shape)} alone, "
+                         f"more than the {have / 1e9:.1f} GB of memory available; use a smaller --batch")
 
 
 def _split_summary(timings, attr: str) -> dict | None:

@@ -92,7 +92,12 @@ def prepare(target: str, *, backend: str | None, baseline: str, input_shape: tup
         p.candidates.append(Candidate(name=cname, precision=precision, artifact=artifact, role=role,
                                       backend=backend, options=opts))
         onnx_path = artifact if artifact.endswith(".onnx") else None
-        p.models.append(model_info(cname, role, onnx_path))
+        info = model_info(cname, role, onnx_path)
+        if onnx_path is not None and Path(onnx_path).parent == workdir:  # deleted when the run ends
+            how = "the SE-ablated twin" if role == "plain" and kind == "onnx" else "exported from the zoo"
+            info = info.model_copy(update={"artifact": None, "temporary": f"{how}, made for this run and deleted "
+                                                                            "after it"})
+        p.models.append(info)
 
     # the model under test
     if kind == "zoo" and backend == "torch":

@@ -66,6 +66,7 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], data: 
     else:
         ref2 = ref
     if labels is not None and ref2.shape[1] > 1:
+        _check_label_range(labels, ref2.shape[1], data)
         report["reference"].update(top1=topk_accuracy(ref2, labels, 1), top5=topk_accuracy(ref2, labels, 5))
     for name, path in candidates.items():
         got = run_model(path, data)[:n].reshape(ref2.shape)
@@ -78,6 +79,15 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], data: 
             entry["top1_drop"] = report["reference"]["top1"] - entry["top1"]
         report["candidates"][name] = entry
     return report
+
+
+def _check_label_range(labels: np.ndarray, classes: int, data: CalibrationSet) -> None:
+    """Labels the model cannot predict make every top-k figure meaningless (a silent 0%): refuse them."""
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= classes:
+        source = data.provenance.get("source", "the evaluation data")
+        raise InputError(f"labels in {source} range from {low} to {high}, but the model predicts {classes} classes "
+                         f"(0..{classes - 1}): the labels do not belong to this model")
 
 
 def check_max_drop(report: dict, max_drop: float) -> None:

@@ -13,10 +13,11 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from se_deploy._util import atomic_output, write_json_atomic
+from se_deploy._util import atomic_output
 from se_deploy.calibration import sources
 from se_deploy.calibration.preprocess import Preprocess
 from se_deploy.errors import CalibrationError, UsageError
+from se_deploy.files import staged_artifact
 
 SOURCE_KINDS = ("images", "npz", "npy", "synthetic")
 MIN_INT8_SAMPLES = 100
@@ -98,9 +99,9 @@ class CalibrationSet:
 
     def save_with_sidecar(self, path: str | Path) -> Path:
         """:meth:`save_npz` plus ``path.json`` describing where the samples came from."""
-        self.save_npz(path)
-        write_json_atomic(Path(str(path) + ".json"), {"kind": "calibration-data", "input_name": self.input_name,
-                                                      **self.describe()})
+        with staged_artifact(path) as staged:  # the samples and their sidecar appear together, or not at all
+            self.save_npz(staged.path)
+            staged.write_sidecar({"kind": "calibration-data", "input_name": self.input_name, **self.describe()})
         return Path(path)
 
     def describe(self) -> dict:
@@ -117,6 +118,13 @@ def _sample_shape(input_shape: Sequence, need_ints: bool) -> tuple:
     if need_ints and any(not isinstance(d, int) or d <= 0 for d in sample):
         raise UsageError(f"the model input {tuple(input_shape)} has dynamic C/H/W; give a fixed --input-shape")
     return sample
+
+
+def _short_of(calib_size: int | None, n_available: int, source: Path) -> list[str]:
+    """The warning when more samples were asked for than the source holds (all of them are used)."""
+    if calib_size is None or calib_size <= n_available:
+        return []
+    return [f"asked for {calib_size} samples but {source} holds {n_available}: using all {n_available}"]
 
 
 def _pick(n_available: int, calib_size: int | None, seed: int) -> np.ndarray:
@@ -172,7 +180,8 @@ def load_calibration(source: str | Path | None, *, input_name: str, input_shape:
     data = sources.read_array_file(path, input_name, sample)
     idx = _pick(len(data.arrays), calib_size, seed)
     prov = {"source": str(path), "preprocess": preprocess.to_dict(), "available": int(len(data.arrays)),
-            "calib_size": calib_size, "seed": seed, "skipped": 0, "skipped_files": [], **data.facts, "warnings": []}
+            "calib_size": calib_size, "seed": seed, "skipped": 0, "skipped_files": [], **data.facts,
+            "warnings": _short_of(calib_size, len(data.arrays), path)}
     return CalibrationSet(data.arrays[idx], input_name, kind, prov,
                           None if data.labels is None else data.labels[idx])
 
@@ -195,7 +204,7 @@ def _load_images(root: Path, input_name: str, input_shape: tuple, preprocess: Pr
     arrays, kept, bad = sources.read_images(chosen, convert, strict=strict, progress=progress)
     if not arrays:
         raise CalibrationError(f"no readable images under {root}: {_names(bad)}")
-    warnings = []
+    warnings = _short_of(calib_size, len(files), root)
     if bad:
         warnings.append(f"skipped {len(bad)} unreadable image(s): {_names(bad)}")
     prov = {"source": str(root), "preprocess": preprocess.to_dict(), "available": len(files),

@@ -8,17 +8,19 @@ at the edges) so existing pre- and post-processing keep working.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from se_deploy._util import check_output_path, sha256_file, write_sidecar
+from se_deploy._util import check_output_path, sha256_file
 from se_deploy.calibration.accuracy import run_model
 from se_deploy.calibration.dataset import CalibrationSet
 from se_deploy.calibration.quantize import name_nodes
 from se_deploy.errors import QuantizationError, UsageError, first_line
 from se_deploy.export.se_detect import find_se_blocks
+from se_deploy.files import refuse_clobbering, rejected_path, staged_artifact
 from se_deploy.numerics import compare_arrays, probe_inputs
 from se_deploy.onnx_io import load_onnx, model_input, save_onnx
 
@@ -81,18 +83,25 @@ def _check_inputs(model, eval_set):
     return name, np.concatenate([p for _, p in probes]), "probe inputs (random normal and constant)"
 
 
-def convert_fp16(onnx_in: str | Path, onnx_out: str | Path, config: Fp16Config, *, eval_set=None) -> dict:
+def convert_fp16(onnx_in: str | Path, onnx_out: str | Path, config: Fp16Config, *, eval_set=None,
+                 keep_rejected: bool = False) -> dict:
     """Write an FP16 model to ``onnx_out`` (+ sidecar) and return the sidecar dict.
 
     The converted model is run next to the FP32 one; if its cosine similarity falls below
-    ``config.min_cosine`` the model is kept, marked rejected, and QuantizationError is raised.
+    ``config.min_cosine``, nothing is written under ``onnx_out`` and QuantizationError is raised (with
+    ``keep_rejected`` the model goes to ``*.rejected.onnx``, marked rejected in its sidecar).
     """
-    from onnxconverter_common import float16
-
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
     check_output_path(onnx_out)
-    if onnx_out.resolve() == onnx_in.resolve():
-        raise UsageError("the FP16 output would overwrite the input model; choose another -o")
+    refuse_clobbering({"the input model": onnx_in}, {"the FP16 output": onnx_out})
+    with staged_artifact(onnx_out) as staged:
+        return _convert_staged(onnx_in, staged, config, eval_set=eval_set, keep_rejected=keep_rejected)
+
+
+def _convert_staged(onnx_in: Path, staged, config: Fp16Config, *, eval_set, keep_rejected: bool) -> dict:
+    from onnxconverter_common import float16
+
+    onnx_out = staged.final
     t0 = time.perf_counter()
     model = load_onnx(onnx_in)
     name_nodes(model)
@@ -108,18 +117,20 @@ def convert_fp16(onnx_in: str | Path, onnx_out: str | Path, config: Fp16Config, 
         raise UsageError(f"FP16 node block list names nodes not in the model: {unknown[:3]}")
     fp32_bytes = model.SerializeToString()
     try:
-        converted = float16.convert_float_to_float16(model, keep_io_types=config.keep_io_types,
-                                                     op_block_list=list(config.resolved_op_block_list()),
-                                                     node_block_list=node_block or None)
+        with warnings.catch_warnings():  # onnxconverter-common warns once per value it clamps to the FP16 range
+            warnings.simplefilter("ignore", UserWarning)
+            converted = float16.convert_float_to_float16(model, keep_io_types=config.keep_io_types,
+                                                         op_block_list=list(config.resolved_op_block_list()),
+                                                         node_block_list=node_block or None)
     except Exception as e:
         first = first_line(e)
         raise QuantizationError(f"FP16 conversion failed: {first}") from None
-    save_onnx(converted, onnx_out)
+    save_onnx(converted, staged.path)  # under onnx_out only once the check below passed
 
     name, x, what = _check_inputs(model, eval_set)
     check = CalibrationSet(x, name, "npz", {"role": what})
     ref = run_model(fp32_bytes, check)  # batches as the model's (static or dynamic) batch allows
-    cmp = compare_arrays(ref, run_model(onnx_out, check)[: len(ref)])
+    cmp = compare_arrays(ref, run_model(staged.path, check)[: len(ref)])
     status = "accepted" if cmp.cosine >= config.min_cosine else "rejected"
     counts: dict[str, int] = {}
     for n in converted.graph.node:
@@ -136,10 +147,13 @@ def convert_fp16(onnx_in: str | Path, onnx_out: str | Path, config: Fp16Config, 
         "numerics": {"inputs": what, **cmp.to_dict(), "min_cosine": config.min_cosine},
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    write_sidecar(onnx_out, side)
+    staged.write_sidecar(side)
     if status == "rejected":
-        raise QuantizationError(f"FP16 output cosine {cmp.cosine:.6f} is below {config.min_cosine}; {onnx_out} is "
-                                "kept and marked rejected; block more ops with --fp16-block")
+        kept = staged.keep_rejected() if keep_rejected else None
+        raise QuantizationError(f"FP16 output cosine {cmp.cosine:.6f} is below {config.min_cosine}; nothing written "
+                                f"to {onnx_out} " + (f"(the rejected model is kept as {kept}); " if kept else
+                                                     f"(--keep-rejected keeps it as {rejected_path(onnx_out)}); ")
+                                + "block more ops with --fp16-block")
     return side
 
 

@@ -32,14 +32,15 @@ def split_for_accuracy(data: CalibrationSet, eval_set: CalibrationSet | None, ho
 
 def quantize_with_holdout(model: str | Path, output: str | Path, data: CalibrationSet, config: QuantConfig, *,
                           eval_set: CalibrationSet | None = None, holdout: float = 0.2, seed: int = 0,
-                          save_calib: str | Path | None = None) -> tuple[dict, CalibrationSet]:
+                          save_calib: str | Path | None = None,
+                          keep_rejected: bool = False) -> tuple[dict, CalibrationSet]:
     """Split the data (:func:`split_for_accuracy`), optionally save the calibration part, quantize.
 
     Returns the INT8 sidecar and the calibration samples actually used."""
     calib, held = split_for_accuracy(data, eval_set, holdout, seed)
     if save_calib is not None:
         calib.save_npz(save_calib)
-    return quantize_int8(model, output, calib, config, eval_set=held), calib
+    return quantize_int8(model, output, calib, config, eval_set=held, keep_rejected=keep_rejected), calib
 
 
 def write_trt_cache_for(model: str | Path, int8_model: str | Path, calib: CalibrationSet, config: QuantConfig,

@@ -31,13 +31,14 @@ from typing import Any
 import numpy as np
 from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
 
-from se_deploy._util import check_output_path, sha256_file, write_sidecar
+from se_deploy._util import check_output_path, sha256_file
 from se_deploy.calibration.accuracy import evaluate
 from se_deploy.calibration.dataset import MIN_INT8_SAMPLES, CalibrationSet
 from se_deploy.calibration.ranges import collect_ranges, ort_method
 from se_deploy.config import BadValue, Config
 from se_deploy.errors import CalibrationError, QuantizationError, UsageError, first_line
 from se_deploy.export.se_detect import find_se_blocks
+from se_deploy.files import refuse_clobbering, rejected_path, staged_artifact
 from se_deploy.names import CalibMethod, QuantTarget
 from se_deploy.onnx_io import load_onnx, model_input, save_onnx
 
@@ -271,20 +272,27 @@ def prepare_model(onnx_in: str | Path, work_dir: Path, *, run_pre_process: bool 
 
 
 def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationSet, config: QuantConfig, *,
-                  eval_set: CalibrationSet | None = None) -> dict:
+                  eval_set: CalibrationSet | None = None, keep_rejected: bool = False) -> dict:
     """Write an INT8 Q/DQ model to ``onnx_out`` (+ ``onnx_out.json``) and return the sidecar dict.
 
     With ``eval_set`` (held-out samples, ideally labelled), the sidecar records FP32 vs INT8
-    agreement and accuracy; when ``config.max_drop`` is exceeded the model is still written,
-    marked ``"status": "rejected"``, and QuantizationError is raised.
+    agreement and accuracy. Nothing is written under ``onnx_out`` unless every check passed (structure,
+    the onnxruntime run, ``config.max_drop``); over the budget QuantizationError is raised, and with
+    ``keep_rejected`` the model goes to ``*.rejected.onnx`` (sidecar ``"status": "rejected"``) instead.
     """
+    onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
+    check_output_path(onnx_out)
+    refuse_clobbering({"the input model": onnx_in}, {"the INT8 output": onnx_out})
+    with staged_artifact(onnx_out) as staged:
+        return _quantize_staged(onnx_in, staged, calib, config, eval_set=eval_set, keep_rejected=keep_rejected)
+
+
+def _quantize_staged(onnx_in: Path, staged, calib: CalibrationSet, config: QuantConfig, *,
+                     eval_set: CalibrationSet | None, keep_rejected: bool) -> dict:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
 
-    onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
-    check_output_path(onnx_out)
-    if onnx_out.resolve() == onnx_in.resolve():
-        raise UsageError("the INT8 output would overwrite the input model; choose another -o")
+    onnx_out = staged.final
     spec = config.spec
     t0 = time.perf_counter()
     warnings: list[str] = list(calib.warnings)
@@ -370,12 +378,13 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
         q_model = load_onnx(out_tmp, check=False)
         facts = qdq_facts(q_model, excitation)
         _check_structure(facts, spec, config)
-        save_onnx(q_model, onnx_out)
+        save_onnx(q_model, staged.path)  # under onnx_out only once every check below passed
 
     # numerics: FP32 vs INT8 on held-out data (or, lacking it, a labelled slice of the calibration data)
     check_set = eval_set if eval_set is not None else calib.subset(range(min(len(calib), 64)), "calibration (not held out)")
-    report = evaluate(onnx_in, {"int8": onnx_out}, check_set)
+    report = evaluate(onnx_in, {"int8": staged.path}, check_set)
     int8 = report["candidates"]["int8"]
+    int8["model"] = str(onnx_out)  # where it will be, not the staging name it was checked under
     status = "accepted"
     if config.max_drop is not None and int8.get("top1_drop") is not None and int8["top1_drop"] > config.max_drop:
         status = "rejected"
@@ -402,13 +411,15 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
         "warnings": warnings,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    write_sidecar(onnx_out, side)
+    staged.write_sidecar(side)
     for w in warnings:
         log.warning("%s", w)
     if status == "rejected":
+        kept = staged.keep_rejected() if keep_rejected else None
         raise QuantizationError(f"INT8 top-1 accuracy dropped {int8['top1_drop']:.2f} points, over the "
-                                f"--max-drop budget of {config.max_drop:g}; {onnx_out} is kept and marked rejected "
-                                "in its sidecar")
+                                f"--max-drop budget of {config.max_drop:g}; nothing written to {onnx_out} "
+                                + (f"(the rejected model is kept as {kept})" if kept else
+                                   f"(--keep-rejected keeps it as {rejected_path(onnx_out)})"))
     return side
 
 

@@ -6,6 +6,8 @@ Each reader returns plain arrays plus facts for the provenance record; the
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -103,25 +105,27 @@ def _check_array(arr: np.ndarray, what: str, sample_shape: Sequence) -> np.ndarr
 def read_array_file(path: Path, input_name: str, sample_shape: Sequence) -> SourceData:
     """A .npy (one array) or .npz (keyed by the model's input name, optional ``labels``) file."""
     suffix = path.suffix.lower()
+    # A truncated or corrupt file fails in np.load or only when a member is read (zip, zlib, header errors).
+    unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
     try:
         if suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
             return SourceData(_check_array(arr, f"{path.name}", sample_shape), facts={"dtype": str(arr.dtype)})
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise CalibrationError(f"cannot read {path}: {type(e).__name__}: {first_line(e)}"
+        with data:
+            keys = list(data.keys())
+            if input_name not in keys:
+                raise CalibrationError(f"{path.name} has no array named {input_name!r} (the model's input); "
+                                       f"it holds {keys}")
+            arr = data[input_name]
+            labels = None
+            for key in LABEL_KEYS:
+                if key in keys:
+                    labels = np.asarray(data[key])
+                    break
+    except unreadable as e:
+        raise CalibrationError(f"cannot read {path} (truncated or corrupt?): {type(e).__name__}: {first_line(e)}"
                                .rstrip(": ")) from None
-    with data:
-        keys = list(data.keys())
-        if input_name not in keys:
-            raise CalibrationError(f"{path.name} has no array named {input_name!r} (the model's input); "
-                                   f"it holds {keys}")
-        arr = data[input_name]
-        labels = None
-        for key in LABEL_KEYS:
-            if key in keys:
-                labels = np.asarray(data[key])
-                break
     arrays = _check_array(arr, f"{path.name}[{input_name!r}]", sample_shape)
     if labels is not None:
         if labels.ndim != 1 or labels.shape[0] != arrays.shape[0] or labels.dtype.kind not in "iu":

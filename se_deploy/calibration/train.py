@@ -153,6 +153,10 @@ def export_trained(trained: TrainedModel, output: str | Path, *, dynamic_batch: 
     return Path(output)
 
 
+#: What :func:`write_demo` writes into its folder.
+DEMO_FILES = ("model.onnx", "calib.npz", "eval.npz")
+
+
 @dataclass(frozen=True)
 class DemoFiles:
     """What :func:`write_demo` wrote, with the figures the command reports."""
@@ -183,5 +187,5 @@ def write_demo(output_dir: str | Path, model_name: str = "se_resnet18", *, seed:
                      len(trained.y_train), len(trained.y_test))
 
 
-__all__ = ["DEFAULT_EPOCHS", "DemoFiles", "TrainedModel", "digits_arrays", "export_trained", "quick_train",
+__all__ = ["DEFAULT_EPOCHS", "DEMO_FILES", "DemoFiles", "TrainedModel", "digits_arrays", "export_trained", "quick_train",
            "write_demo"]

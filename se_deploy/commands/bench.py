@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 
+from se_deploy.commands._options import files
 from se_deploy.names import Backend, BenchMode
 
 
@@ -16,10 +17,19 @@ class ReportAction(str, enum.Enum):
     merge = "merge"
 
 
+def _plot_files(values) -> dict:
+    if values.get("png_dir") is None:
+        return {}
+    from se_deploy.report.plots import PLOT_FILES
+
+    return {"--png-dir's plot": [Path(values["png_dir"]) / f"{stem}.png" for stem in PLOT_FILES]}
+
+
 def register(command) -> None:
     @command("bench", help="Time a model or engine (zoo name, .onnx, or TensorRT plan) after warm-up, against its "
                            "plain twin interleaved (A B A B ...), and write results.json with the SE tax and "
                            "its bootstrap interval.")
+    @files(inputs=("target", "baseline"), outputs=("output", "html"))
     def bench(
         target: str = typer.Argument(..., metavar="MODEL_OR_ENGINE", help="Zoo name, ONNX file or TensorRT plan."),
         backend: Optional[Backend] = typer.Option(None, "--backend",
@@ -73,6 +83,7 @@ def register(command) -> None:
 
     @command("report", help="Reports: 'report render RESULTS.json -o report.html|.md' renders one run; "
                             "'report merge A.json B.json ... -o fleet.html|.md' puts runs side by side.")
+    @files(inputs=("files",), outputs=("output",), derived=_plot_files)
     def report(
         action: ReportAction = typer.Argument(..., help="render: one results file; merge: two or more."),
         files: List[Path] = typer.Argument(..., metavar="RESULTS.json...", help="results.json files."),

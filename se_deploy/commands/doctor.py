@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from se_deploy.commands._options import files
+
 
 def _print_report(report: dict, line=None) -> None:
     """Print the report with ``line(text, style=None)`` (the console's by default)."""
@@ -43,6 +45,7 @@ def _print_report(report: dict, line=None) -> None:
 def register(command) -> None:
     @command("doctor", help="List available backends, versions, GPU/CUDA/TensorRT/DLA and Jetson state, "
                             "and what is missing with the command to install it.")
+    @files()
     def doctor(
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:

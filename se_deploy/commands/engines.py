@@ -7,11 +7,24 @@ from typing import Optional
 
 import typer
 
+from se_deploy.commands._options import files
+
+
+def _default_outputs(values) -> dict:
+    """The plan's default name (beside the ONNX) and the calibrator cache's default beside the plan."""
+    plan = Path(values["output"] or Path(values["onnx"]).with_suffix(".plan"))
+    out = {} if values["output"] is not None else {"the default plan": [plan, Path(str(plan) + ".json")]}
+    if values.get("calibrator") and values.get("calib_cache") is None:
+        out["the default --calib-cache"] = plan.with_suffix(".calib.cache")
+    return out
+
 
 def register(command) -> None:
     @command("build-engine", help="Build a TensorRT engine (.plan + .plan.json sidecar) from an ONNX model. "
                                   "Without TensorRT or a GPU, prints the equivalent trtexec command for the "
                                   "target device and exits non-zero.")
+    @files(inputs=("onnx", "calib_data"), outputs=("output", "calib_cache", "timing_cache"), sidecars=("output",),
+           derived=_default_outputs)
     def build_engine_cmd(
         onnx: Path = typer.Argument(..., help="The ONNX model (FP32, or a prebuilt Q/DQ INT8 / FP16 model)."),
         output: Optional[Path] = typer.Option(None, "-o", "--output",
@@ -37,8 +50,10 @@ def register(command) -> None:
         dla_core: Optional[int] = typer.Option(None, "--dla-core", help="Run on this DLA core (Jetson)."),
         gpu_fallback: bool = typer.Option(False, "--gpu-fallback", help="Let layers DLA cannot run fall back to "
                                           "the GPU."),
-        print_trtexec: bool = typer.Option(False, "--print-trtexec", help="Print the equivalent trtexec command "
-                                           "and exit without building."),
+        print_trtexec: bool = typer.Option(False, "--print-trtexec", help="Build nothing: prepare the files the "
+                                           "trtexec command reads (the Q/DQ or FP16 ONNX beside the plan; with "
+                                           "--calibrator, the calibration cache, which runs calibration), print "
+                                           "the command and exit 0."),
         trt_version: Optional[int] = typer.Option(None, "--trt-version", help="Target TensorRT major (10 or 11); "
                                                   "default: the installed one, else 10."),
         cuda_api: Optional[str] = typer.Option(None, "--cuda-api", help="pycuda | cuda-python (default: whichever "

@@ -9,10 +9,13 @@ from typing import Optional
 
 import typer
 
+from se_deploy.commands._options import files
+
 
 def register(command) -> None:
     @command("export", help="Export a PyTorch model (zoo name, timm:NAME, package.module:factory, or checkpoint) "
                             "to ONNX, simplify it, fuse SE blocks and prove parity against PyTorch.")
+    @files(inputs=("model", "weights"), outputs=("output",), sidecars=("output",))
     def export(
         model: str = typer.Argument(..., help="Zoo name (see `se-deploy models`), timm:NAME, "
                                               "package.module:factory, or a checkpoint file with an 'arch' entry."),
@@ -49,6 +52,10 @@ def register(command) -> None:
 
         cfg = ExportConfig(input_shape=shape, dynamic_batch=dynamic_batch, opset=opset, exporter=exporter,
                            simplify=not no_simplify, simplifier=simplifier, fuse=not no_fuse, tolerance=tolerance)
+        if cfg.simplify:  # before the model is built: a missing simplifier is one line, not a wasted export
+            from se_deploy.export.simplify import require_simplifier
+
+            require_simplifier(cfg.simplifier)
         console.print(f"[bold]se-deploy export[/] {model} -> {output}")
         if unsafe_pickle:
             warn("--unsafe-pickle: unpickling runs code stored in the checkpoint; only use files you trust")
@@ -69,6 +76,7 @@ def register(command) -> None:
 
     @command("inspect", help="Show an ONNX model's inputs/outputs, opset, op histogram, parameters, "
                              "MACs/FLOPs and its SE blocks.")
+    @files()
     def inspect(
         model: Path = typer.Argument(..., help="An .onnx file."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON (includes the se_blocks list)."),
@@ -105,6 +113,7 @@ def register(command) -> None:
             console.print(t)
 
     @command("models", help="List the built-in model zoo (SE models and their plain twins).")
+    @files()
     def models(pattern: str = typer.Argument("*", help="Glob filter, e.g. 'se_*'.")) -> None:
         from rich.table import Table
 

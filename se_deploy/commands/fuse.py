@@ -8,12 +8,13 @@ from typing import Optional
 import typer
 
 from se_deploy.calibration.data_options import DataOptions
-from se_deploy.commands._options import data_options
+from se_deploy.commands._options import data_options, files
 
 
 def register(command) -> None:
     @command("fuse", help="Simplify and fuse SE blocks in an ONNX model. Every pass is verified under "
                           "onnxruntime (random and constant inputs) and rolled back if its output moves.")
+    @files(inputs=("model_path", "calib_data"), outputs=("output", "report"), sidecars=("output",))
     @data_options
     def fuse(
         model_path: Optional[Path] = typer.Argument(None, help="Input ONNX model.", metavar="IN.onnx"),

@@ -7,17 +7,34 @@ from typing import Optional
 
 import typer
 
+from se_deploy.commands._options import files
+
+
+def _run_outputs(values) -> dict:
+    """Every file a run writes under its --out directory (a --config among them would be overwritten)."""
+    from se_deploy._util import sidecar_path
+    from se_deploy.pipeline import build_job, load_config
+
+    cfg = load_config(values["config"])
+    out_dir = values["out"] or Path("runs") / cfg.name
+    _, stages = build_job(cfg, out_dir)
+    written = [p for st in stages for o in st.outputs for p in (o, sidecar_path(o))]
+    return {f"--out {out_dir}'s": written + [Path(out_dir) / "pipeline.json"]}
+
 
 def register(command) -> None:
     @command("pipeline", help="Run the whole job for an SE model and its plain twin: export, SE fusion, INT8 "
                               "calibration/quantization, engines (TensorRT where present, onnxruntime otherwise), "
                               "accuracy, interleaved benchmark and report. Stages whose inputs have not changed "
                               "are skipped.")
+    @files(inputs=("config",), derived=_run_outputs)
     def pipeline(
         config: Optional[Path] = typer.Option(None, "--config", "-c",
                                               help="Pipeline TOML (default: the embedded se_resnet50 config)."),
         out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<run.name>)."),
         force: bool = typer.Option(False, "--force", help="Run every stage even when its inputs are unchanged."),
+        wait: bool = typer.Option(False, "--wait", help="When another run holds the --out directory, wait for it "
+                                                        "instead of refusing (exit 75)."),
         show_config: bool = typer.Option(False, "--show-config",
                                          help="Print the effective config as TOML (every key, defaults filled in) "
                                               "and exit; it loads back as the same config."),
@@ -62,7 +79,8 @@ def register(command) -> None:
         with progress:
             task = progress.add_task("starting", total=len(stages))
             try:
-                job, results = run_pipeline(cfg, out_dir, force=force, on_event=on_event)
+                job, results = run_pipeline(cfg, out_dir, force=force, on_event=on_event, wait=wait,
+                                            on_wait=lambda msg: progress.console.print(msg, markup=False))
             except SeDeployError as e:
                 raise type(e)(f"pipeline stopped: {e}") from None
         if job.results.exists():

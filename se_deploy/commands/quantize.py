@@ -8,12 +8,32 @@ from typing import List, Optional
 import typer
 
 from se_deploy.calibration.data_options import DataOptions
-from se_deploy.commands._options import data_options
+from se_deploy.commands._options import data_options, files
+
+
+def _rejected_copy(values) -> dict:
+    """quantize --keep-rejected: a rejected model goes beside the output under its own name."""
+    if not values.get("keep_rejected") or values.get("output") is None:
+        return {}
+    from se_deploy._util import sidecar_path
+    from se_deploy.files import rejected_path
+
+    kept = rejected_path(values["output"])
+    return {"the rejected copy": [kept, sidecar_path(kept)]}
+
+
+def _demo_files(values) -> dict:
+    from se_deploy.calibration.train import DEMO_FILES
+
+    d = Path(values["output_dir"])
+    return {f"--output-dir's {name}": [d / name, d / (name + ".json")] for name in DEMO_FILES}
 
 
 def register(command) -> None:
     @command("quantize", help="Make an INT8 (Q/DQ) or FP16 ONNX model, check it against FP32 on held-out data, "
                               "and write a sidecar with the accuracy figures.")
+    @files(inputs=("model", "calib_data", "eval_data"), outputs=("output", "write_trt_cache", "save_calib"),
+           sidecars=("output",), derived=_rejected_copy)
     @data_options
     def quantize(
         model: Path = typer.Argument(..., help="FP32 .onnx model."),
@@ -38,9 +58,12 @@ def register(command) -> None:
                                                                            "an npz 'labels' key)."),
         holdout: float = typer.Option(0.2, "--holdout", help="Without --eval-data: fraction of the data held out "
                                                              "from calibration for the accuracy check."),
-        max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Fail (exit 7, model kept and marked "
-                                                                          "rejected) when INT8 top-1 drops more "
-                                                                          "points than this."),
+        max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Fail (exit 7, nothing written to -o) "
+                                                                          "when INT8 top-1 drops more points "
+                                                                          "than this."),
+        keep_rejected: bool = typer.Option(False, "--keep-rejected", help="Keep a model that fails its accuracy "
+                                                                          "check as OUT.rejected.onnx (never "
+                                                                          "under -o)."),
         write_trt_cache: Optional[Path] = typer.Option(None, "--write-trt-cache", help="Also write a TensorRT "
                                                                                        "calibration cache for the "
                                                                                        "FP32 model."),
@@ -73,7 +96,7 @@ def register(command) -> None:
             block = tuple(dict.fromkeys([*default_op_block_list(), *fp16_block]))
             cfg = Fp16Config(keep_io_types=not fp16_io, op_block_list=block, keep_se_float=fp16_keep_se)
             with status("converting to FP16"):
-                side = convert_fp16(model, output, cfg, eval_set=eval_set)
+                side = convert_fp16(model, output, cfg, eval_set=eval_set, keep_rejected=keep_rejected)
             num = side["numerics"]
             line(f"FP16 {output}: cosine {num['cosine']:.6f}, SQNR {num['sqnr_db']:.1f} dB, "
                  f"max abs {num['max_abs']:.3g} vs FP32 on {num['inputs']}")
@@ -90,7 +113,7 @@ def register(command) -> None:
         held = None if eval_data is None else load_for_model(eval_data, model, data, role="held-out evaluation")
         with status(f"calibrating and quantizing ({target}, {method})"):
             side, calib = quantize_with_holdout(model, output, samples, cfg, eval_set=held, holdout=holdout,
-                                                seed=data.seed, save_calib=save_calib)
+                                                seed=data.seed, save_calib=save_calib, keep_rejected=keep_rejected)
         if save_calib is not None:
             line(f"saved {len(calib)} calibration samples to {save_calib} (key {calib.input_name!r})")
         warn_all(side["warnings"])
@@ -106,6 +129,7 @@ def register(command) -> None:
 
     @command("compare", help="Compare FP16/INT8 models with the FP32 reference on held-out data: top-1 agreement, "
                              "cosine, SQNR, max abs error, and top-1/top-5 accuracy when labels are given.")
+    @files(inputs=("reference", "candidates", "source"), outputs=("json_out",))
     @data_options
     def compare(
         reference: Path = typer.Argument(..., help="FP32 reference .onnx."),
@@ -122,7 +146,7 @@ def register(command) -> None:
         from se_deploy._util import write_json_atomic
         from se_deploy.calibration.accuracy import check_max_drop, evaluate
         from se_deploy.calibration.data_options import load_for_model
-        from se_deploy.console import accuracy_table, console, warn
+        from se_deploy.console import accuracy_table, console, warn, warn_all
         from se_deploy.errors import UsageError
 
         if source is None and not synthetic:
@@ -131,6 +155,8 @@ def register(command) -> None:
             if not c.exists():
                 raise UsageError(f"candidate model not found: {c}")
         ds = load_for_model(source, reference, data, role="held-out evaluation", size=size, synthetic=synthetic)
+        if not ds.is_synthetic:  # synthetic data gets its own warning below
+            warn_all(ds.warnings)
         named: dict[str, Path] = {}
         for c in candidates:
             key = c.name.removesuffix(".onnx")
@@ -146,6 +172,7 @@ def register(command) -> None:
 
     @command("calibrate", help="Preprocess calibration data once and save it as calib.npz keyed by the model's "
                                "input name (the layout ModelOpt and Polygraphy read).")
+    @files(inputs=("model", "source"), outputs=("output",), sidecars=("output",))
     @data_options
     def calibrate(
         model: Path = typer.Argument(..., help=".onnx model (gives the input name and shape)."),
@@ -167,6 +194,7 @@ def register(command) -> None:
 
     @command("train-demo", help="Train a small SE model on scikit-learn's digits (no download) and write "
                                 "model.onnx, calib.npz and eval.npz for trying quantize/compare.")
+    @files(derived=_demo_files)
     def train_demo(
         output_dir: Path = typer.Option(..., "-o", "--output-dir", help="Folder for model.onnx, calib.npz, eval.npz."),
         model_name: str = typer.Option("se_resnet18", "--model", help="Zoo model name."),

@@ -29,6 +29,7 @@ from se_deploy.engines.tensorrt.calibrator import ALGORITHMS, calibration_batche
 from se_deploy.engines.tensorrt.config import BuildConfig
 from se_deploy.errors import (CalibrationError, EngineError, InternalError, MissingDependencyError, QuantizationError,
                               UsageError)
+from se_deploy.files import refuse_clobbering
 from se_deploy.onnx_io import GraphInput, load_onnx, onnx_precision
 from se_deploy.runtime.tensorrt._trt import trt_major
 from se_deploy.runtime.tensorrt.cuda import get_cuda_api
@@ -70,6 +71,7 @@ def prepare_build(cfg: BuildConfig, major: int, *, log: Log = _stderr) -> Prepar
     build_onnx = str(cfg.onnx)
     for step in plan.prepare:
         out = builder.prepared_onnx_path(cfg, step)
+        refuse_clobbering({"the input ONNX": cfg.onnx, "--calib-data": cfg.calib_data}, {"the prepared ONNX": out})
         if step == "quantize_int8":
             log(f"preparing {out}: INT8 Q/DQ for TensorRT from {cfg.calib_data} (as se-deploy quantize --int8 "
                 "--target tensorrt does)")
@@ -152,7 +154,9 @@ def why_not_here(cfg: BuildConfig) -> tuple[object | None, Exception | None]:
 def build_or_trtexec(cfg: BuildConfig, *, print_only: bool = False, log: Log = _stderr) -> BuildOutcome:
     """Build ``cfg`` here when TensorRT and a GPU are present; otherwise return the trtexec line for the device.
 
-    ``print_only``: never build, only prepare the ONNX and return the trtexec line. When the machine
+    ``print_only``: never build, only prepare what the trtexec line reads (the Q/DQ or FP16 ONNX beside the
+    plan; for TensorRT 10's implicit calibrators, the calibration cache, which runs calibration) and return
+    the line. When the machine
     cannot build, the outcome carries the reason (``not_built``) for the caller to report after
     showing the line.
     """

@@ -13,10 +13,11 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from se_deploy._util import parse_shape
+from se_deploy._util import parse_shape, sha256_file
 from se_deploy.errors import UsageError
 from se_deploy.export import passes as P
 from se_deploy.export.se_detect import explain_near_misses
+from se_deploy.files import staged_artifact
 from se_deploy.onnx_io import load_onnx, model_input, save_onnx
 
 FeedLoader = Callable[[object, tuple], Sequence[Mapping[str, np.ndarray]]]
@@ -62,7 +63,8 @@ class FuseRequest:
 def fuse_file(model_path: str | Path, output: str | Path, request: FuseRequest, *,
               on_event: Callable[[dict], None] | None = None,
               on_near_miss: Callable[[dict], None] | None = None) -> dict:
-    """Run ``request`` on ``model_path`` and write ``output``; return the pass report.
+    """Run ``request`` on ``model_path`` and write ``output`` with its sidecar (the source and the pass
+    report); return the pass report.
 
     When a data-driven pass (fold-gates) is refused, nothing is written and the report says why
     under ``refused``.
@@ -88,7 +90,11 @@ def fuse_file(model_path: str | Path, output: str | Path, request: FuseRequest, 
         if e["name"] == "fold-gates" and e["status"] == "rolled_back":
             rep["refused"] = f"fold-gates refused: {e['reason']}; nothing written"
             return rep
-    save_onnx(fused, output)
+    with staged_artifact(output) as staged:  # the model and its sidecar appear together, or not at all
+        save_onnx(fused, staged.path)
+        staged.write_sidecar({"artifact": "onnx", "kind": "fused", "source_model": str(Path(model_path).resolve()),
+                              "source_sha256": sha256_file(model_path), "onnx_sha256": sha256_file(staged.path),
+                              "passes": rep})
     return rep
 
 

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from se_deploy._util import lazy_import
-from se_deploy.errors import UsageError, first_line
+from se_deploy.errors import MissingDependencyError, UsageError, first_line
 from se_deploy.names import Simplifier
+
+
+def require_simplifier(simplifier: str) -> None:
+    """Fail now, in one line, when the chosen simplifier is unknown or not installed (before an export runs)."""
+    if simplifier not in Simplifier.values():
+        raise UsageError(f"simplifier {simplifier!r} is not one of {Simplifier.choices()}")
+    lazy_import(str(simplifier), install_hint=f"pip install {simplifier}  (or choose --simplifier "
+                f"{'onnxslim' if simplifier == Simplifier.onnxsim else 'onnxsim'}, or --no-simplify)",
+                purpose="graph simplification")
 
 
 def simplify(model, *, simplifier: str = Simplifier.onnxsim, dynamic_batch: bool = False,
@@ -30,6 +39,8 @@ def simplify(model, *, simplifier: str = Simplifier.onnxsim, dynamic_batch: bool
             onnxslim = lazy_import("onnxslim", install_hint="pip install onnxslim", purpose="graph simplification")
             out = onnxslim.slim(model)
             info["version"] = str(getattr(onnxslim, "__version__", "unknown"))
+    except MissingDependencyError:
+        raise
     except Exception as e:  # simplifiers raise many kinds of errors on exotic graphs
         info["error"] = f"{type(e).__name__}: {first_line(e)}"
         return model, info

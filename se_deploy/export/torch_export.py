@@ -12,7 +12,9 @@ import contextlib
 import inspect
 import io
 import logging
+import signal
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -21,13 +23,14 @@ from typing import Any, Callable
 
 from pydantic import Field, NonNegativeInt, model_validator
 
-from se_deploy._util import check_output_path, sha256_file, write_sidecar
+from se_deploy._util import check_output_path, sha256_file, sidecar_path
 from se_deploy.config import BadValue, Config, InputShape
-from se_deploy.errors import ExportError, first_line
+from se_deploy.errors import ExportError, Terminated, first_line
 from se_deploy.export.inspect import input_output_specs
 from se_deploy.export.passes import fuse_default
 from se_deploy.export.se_detect import find_se_blocks
-from se_deploy.export.simplify import simplify
+from se_deploy.export.simplify import require_simplifier, simplify
+from se_deploy.files import staged_artifact
 from se_deploy.models import load_model
 from se_deploy.names import Exporter, Simplifier
 from se_deploy.numerics import compare_arrays, probe_inputs
@@ -97,6 +100,41 @@ def _quiet():
     return stack
 
 
+@contextlib.contextmanager
+def _noticing_signals():
+    """Raise Ctrl-C (KeyboardInterrupt) or SIGTERM (Terminated) after the block, whatever it did with them.
+
+    torch.export catches the KeyboardInterrupt raised inside its capture strategies and goes on with the
+    next strategy (or fails with an unrelated error), so an interrupted export would finish or blame the
+    exporter. The signals are noted here, the previous handlers still run, and the block's outcome is
+    replaced by the interruption.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+    seen: list[int] = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def note(signum, frame):
+        prev = previous[signum]
+        if prev == signal.SIG_IGN:
+            return
+        seen.append(signum)
+        if callable(prev):
+            prev(signum, frame)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    for s in previous:
+        signal.signal(s, note)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        if seen:
+            raise Terminated() if signal.SIGTERM in seen else KeyboardInterrupt()
+
+
 def _torch_export(module, cfg: ExportConfig, path: Path) -> None:
     import torch
 
@@ -158,6 +196,8 @@ def export_model(model_or_spec, output: str | Path, config: ExportConfig | None 
     if config is not None and overrides:
         cfg = ExportConfig(**{**config.model_dump(), **overrides})
     out = check_output_path(output)
+    if cfg.simplify:
+        require_simplifier(cfg.simplifier)
     step = on_step or (lambda name, secs, detail: None)
 
     if isinstance(model_or_spec, str):
@@ -171,14 +211,20 @@ def export_model(model_or_spec, output: str | Path, config: ExportConfig | None 
         raw = Path(td) / "raw.onnx"
         t0 = time.perf_counter()
         try:
-            _torch_export(module, cfg, raw)
+            with _noticing_signals():
+                _torch_export(module, cfg, raw)
         except Exception as e:
             msg = first_line(e)
             hint = " (try --exporter legacy)" if cfg.exporter == Exporter.dynamo else ""
             raise ExportError(f"torch.onnx export ({cfg.exporter}) failed: {msg}{hint}") from None
         model = onnx.load(str(raw))
+        opset = written_opset(model)
+        if opset != cfg.opset:  # torch falls back to its own opset when it cannot convert the graph
+            raise ExportError(f"the {cfg.exporter} exporter wrote opset {opset}, not the requested {cfg.opset} (it "
+                              f"could not convert this model); use --opset {opset}"
+                              + (" or --exporter legacy" if cfg.exporter == Exporter.dynamo else ""))
         step("export", time.perf_counter() - t0,
-             f"{cfg.exporter} exporter, opset {written_opset(model)}, {len(model.graph.node)} nodes")
+             f"{cfg.exporter} exporter, opset {opset}, {len(model.graph.node)} nodes")
 
         t0 = time.perf_counter()
         try:
@@ -217,15 +263,16 @@ def export_model(model_or_spec, output: str | Path, config: ExportConfig | None 
                           f"tolerance {cfg.tolerance:.1e}; nothing written to {out}")
 
     t0 = time.perf_counter()
-    save_onnx(model, out)
-    io_specs = input_output_specs(model)
-    info.update(inputs=io_specs["inputs"], outputs=io_specs["outputs"], opset=written_opset(model),
-                onnx_sha256=sha256_file(out), size_bytes=out.stat().st_size,
-                dynamic_batch=cfg.dynamic_batch, input_shape=list(cfg.input_shape))
-    try:
-        info["se_blocks"] = len(find_se_blocks(model))
-    except Exception as e:  # detection is informative here; never fail an export that passed parity
-        info["se_blocks_error"] = f"{type(e).__name__}: {e}"
-    sidecar = write_sidecar(out, {"artifact": "onnx", **info})
+    with staged_artifact(out) as staged:  # the model and its sidecar appear together, or not at all
+        save_onnx(model, staged.path)
+        io_specs = input_output_specs(model)
+        info.update(inputs=io_specs["inputs"], outputs=io_specs["outputs"], opset=written_opset(model),
+                    onnx_sha256=sha256_file(staged.path), size_bytes=staged.path.stat().st_size,
+                    dynamic_batch=cfg.dynamic_batch, input_shape=list(cfg.input_shape))
+        try:
+            info["se_blocks"] = len(find_se_blocks(model))
+        except Exception as e:  # detection is informative here; never fail an export that passed parity
+            info["se_blocks_error"] = f"{type(e).__name__}: {e}"
+        staged.write_sidecar({"artifact": "onnx", **info})
     step("write", time.perf_counter() - t0, f"{out} ({out.stat().st_size / 1e6:.1f} MB)")
-    return ExportResult(out, sidecar, info)
+    return ExportResult(out, sidecar_path(out), info)

@@ -20,6 +20,8 @@ from se_deploy.models.layers import SqueezeExcite
 from se_deploy.models.registry import create_model, get_entry, is_registered
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+#: torch.save writes a zip archive; older torch (and plain pickles) start with the pickle protocol opcode.
+_CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -63,11 +65,18 @@ def _read_checkpoint(path: Path, *, unsafe_pickle: bool) -> Any:
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise InputError(f"corrupt safetensors checkpoint {path}: {first_line(e)}") from None
         return {"state_dict": tensors, **({"arch": meta["arch"]} if "arch" in meta else {})}
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith(_CHECKPOINT_MAGIC):
+        raise InputError(f"{path} is not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle); "
+                         "give a .pt/.pth/.safetensors file of weights")
     try:
         return torch.load(str(path), map_location="cpu", weights_only=not unsafe_pickle)
     except Exception as e:
         msg = first_line(e)
-        if not unsafe_pickle and ("Weights only load failed" in str(e) or "weights_only" in str(e)):
+        # Only a file that unpickles into objects gets the --unsafe-pickle advice: torch says so with "Unsupported
+        # global" ("This file can still be loaded"); a corrupt or truncated file fails the same call otherwise.
+        if not unsafe_pickle and ("Unsupported global" in str(e) or "can still be loaded" in str(e)):
             raise InputError(f"checkpoint {path} holds more than tensors (a pickled object); refusing to unpickle it. "
                              "If you trust the file, pass --unsafe-pickle") from None
         raise InputError(f"corrupt or unreadable checkpoint {path}: {msg}") from None
@@ -167,10 +176,17 @@ def load_model(spec: str, *, num_classes: int | None = None, reduction: int | No
         fn = getattr(mod, fn_name, None)
         if not callable(fn):
             raise ModelError(f"{mod_name!r} has no callable {fn_name!r}")
+        call = f"{spec}({', '.join(f'{k}=' for k in opts)})"
         try:
             module = fn(**opts)
-        except TypeError as e:
-            raise ModelError(f"{spec}({', '.join(f'{k}=' for k in opts)}) failed: {e}") from None
+        except SystemExit as e:  # sys.exit() inside a factory must not end se-deploy with success
+            raise ModelError(f"{call} exited (SystemExit {e.code!r}) instead of returning a model") from None
+        except Exception as e:
+            raise ModelError(f"{call} failed: {type(e).__name__}: {first_line(e)}") from None
+        import torch
+
+        if not isinstance(module, torch.nn.Module):
+            raise ModelError(f"{call} returned a {type(module).__name__}, not a torch.nn.Module")
         source.update(kind="factory")
     else:
         module = create_model(spec, **opts)

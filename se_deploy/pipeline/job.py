@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from se_deploy._util import read_sidecar, sha256_file, write_json_atomic, write_sidecar
+from se_deploy._util import read_sidecar, sha256_file, write_json_atomic
 from se_deploy.bench.results import Accuracy, load_results, save_results
 from se_deploy.bench.suite import BenchConfig, Candidate, benchmark, model_info
 from se_deploy.calibration.accuracy import evaluate
@@ -28,6 +28,7 @@ from se_deploy.engines.tensorrt.config import BuildConfig
 from se_deploy.errors import ConfigError, InternalError, MissingDependencyError
 from se_deploy.export.passes import ablate_se
 from se_deploy.export.torch_export import export_model
+from se_deploy.files import locked_directory, staged_artifact
 from se_deploy.models import is_registered, plain_twin
 from se_deploy.names import EngineBackend, Precision
 from se_deploy.onnx_io import load_onnx, model_input, save_onnx
@@ -98,8 +99,9 @@ def _export_stage(job: Job, role: str) -> Stage:
     def run() -> str:
         out.parent.mkdir(parents=True, exist_ok=True)
         if role == "plain" and job.plain_name is None:
-            save_onnx(ablate_se(load_onnx(job.onnx("se"))), out)
-            _write_json_sidecar(out, {"kind": "onnx", "precision": "fp32", "derived_from": str(job.onnx("se")),
+            with staged_artifact(out) as staged:
+                save_onnx(ablate_se(load_onnx(job.onnx("se"))), staged.path)
+                staged.write_sidecar({"kind": "onnx", "precision": "fp32", "derived_from": str(job.onnx("se")),
                                       "transform": "ablate-se (every SE block replaced by its input)"})
             return "SE blocks removed from the SE export"
         res = export_model(job.se_name if role == "se" else job.plain_name, out, input_shape=_input_shape(cfg),
@@ -111,10 +113,6 @@ def _export_stage(job: Job, role: str) -> Stage:
 
     inputs = [job.onnx("se")] if role == "plain" and job.plain_name is None else []
     return Stage(f"export {job.display(role)}", [out], inputs, cfg.section_hash("model", "export"), run)
-
-
-def _write_json_sidecar(artifact: Path, data: dict) -> None:
-    write_sidecar(artifact, data)
 
 
 def _calibration_stage(job: Job) -> Stage:
@@ -133,13 +131,13 @@ def _calibration_stage(job: Job) -> Stage:
     def run() -> str:
         c, a = cfg.calibration, cfg.accuracy
         calib = load("calibration", c.size, c.seed, "calibration")
-        calib.save_npz(job.calib)
         ev = load("accuracy", a.size, a.seed, "held-out evaluation")
-        ev.save_npz(job.eval_set)
         for path, ds in ((job.calib, calib), (job.eval_set, ev)):
             label = SYNTHETIC_LABEL if ds.is_synthetic else f"{ds.source_kind} data"
-            _write_json_sidecar(path, {"kind": "calibration-set", "samples": len(ds), "synthetic": ds.is_synthetic,
-                                       "label": label, "provenance": ds.provenance})
+            with staged_artifact(path) as staged:
+                ds.save_npz(staged.path)
+                staged.write_sidecar({"kind": "calibration-set", "samples": len(ds), "synthetic": ds.is_synthetic,
+                                      "label": label, "provenance": ds.provenance})
         if calib.is_synthetic:
             job.notes.append(SYNTHETIC_LABEL)
             return "SYNTHETIC data (labelled as such in every sidecar and the report)"
@@ -296,7 +294,17 @@ def _report_stage(job: Job) -> Stage:
     return Stage("report", outs, [job.results], cfg.section_hash("report"), run)
 
 
+def _check_sources(cfg: PipelineConfig) -> None:
+    """A data path that does not exist fails before the exports run, not after them."""
+    for section in ("calibration", "accuracy"):
+        src = getattr(cfg, section).source
+        if src != "synthetic" and not Path(src).exists():
+            raise ConfigError(f"{cfg.source}: {section}.source: {src!r} does not exist (give an image folder, a .npz "
+                              "file, or 'synthetic')")
+
+
 def build_job(cfg: PipelineConfig, out: str | os.PathLike) -> tuple[Job, list[Stage]]:
+    _check_sources(cfg)
     plain_name, has_plain = _resolve_plain(cfg)
     job = Job(cfg, Path(out), cfg.model.se, plain_name, has_plain)
     stages = [_export_stage(job, r) for r in job.roles]
@@ -308,15 +316,19 @@ def build_job(cfg: PipelineConfig, out: str | os.PathLike) -> tuple[Job, list[St
 
 
 def run_pipeline(cfg: PipelineConfig, out: str | os.PathLike, *, force: bool = False,
-                 on_event: Callable[[str, str, StageResult | None], None] | None = None) -> tuple[Job, list[StageResult]]:
-    """Run (or skip) every stage; write ``pipeline.json`` with what happened, then re-raise a stage's error."""
+                 on_event: Callable[[str, str, StageResult | None], None] | None = None, wait: bool = False,
+                 on_wait: Callable[[str], None] | None = None) -> tuple[Job, list[StageResult]]:
+    """Run (or skip) every stage; write ``pipeline.json`` with what happened, then re-raise a stage's error.
+
+    The run holds ``out`` exclusively (:func:`se_deploy.files.locked_directory`): a second run on the same
+    directory raises BusyError naming this one, or with ``wait`` waits for it."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     job, stages = build_job(cfg, out)
-    # run_stages hashes each stage's inputs just before it runs, after the stages that make them.
-    results = run_stages(stages, force=force, on_event=on_event)
-    write_json_atomic(out / "pipeline.json", {"config": cfg.to_dict(), "config_source": cfg.source,
-                                              "stages": [r.to_dict() for r in results]})
+    with locked_directory(out, wait=wait, what="run directory", on_wait=on_wait):
+        # run_stages hashes each stage's inputs just before it runs, after the stages that make them.
+        results = run_stages(stages, force=force, on_event=on_event)
+        write_json_atomic(out / "pipeline.json", {"config": cfg.to_dict(), "config_source": cfg.source,
+                                                  "stages": [r.to_dict() for r in results]})
     failed = next((r for r in results if r.status is StageStatus.failed), None)
     if failed is not None and failed.error is not None:
         raise failed.error

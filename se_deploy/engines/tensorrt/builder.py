@@ -32,6 +32,7 @@ from se_deploy.engines.tensorrt.inspector import parse_engine_information
 from se_deploy.engines.tensorrt.onnx_model import profile_shapes
 from se_deploy.runtime.tensorrt.plan_meta import DeviceInfo, plan_metadata, write_plan_metadata
 from se_deploy.engines.tensorrt.trtexec import TrtexecCommand, trtexec_command
+from se_deploy.files import staged_artifact
 from se_deploy.errors import (CalibrationError, EngineError, InternalError, MissingDependencyError,
                               UsageError)
 from se_deploy.onnx_io import GraphInput, OnnxPrecision, graph_inputs, load_onnx, onnx_precision
@@ -133,7 +134,6 @@ def _build_with(trt, major: int, prep: PreparedBuild, calib_batches, cuda: CudaA
     plan_bytes = _build_serialized(trt, major, prep, calib_batches, cuda)
     seconds = time.perf_counter() - t0
     layers = _inspect_plan(trt, plan_bytes)
-    write_bytes_atomic(cfg.output, plan_bytes)
     meta = plan_metadata(
         device=DeviceInfo(str(trt.__version__), gpu_name, cc),
         precision={**prep.plan.to_dict(), "onnx_qdq_nodes": prep.onnx_precision.qdq_nodes,
@@ -144,7 +144,9 @@ def _build_with(trt, major: int, prep: PreparedBuild, calib_batches, cuda: CudaA
         options={"workspace_mib": cfg.workspace_mib, "opt_level": cfg.opt_level, "dla_core": cfg.dla_core,
                  "gpu_fallback": cfg.gpu_fallback, "timing_cache": cfg.timing_cache, "cuda_api": cuda.name},
         trtexec=prep.trtexec.line())
-    write_plan_metadata(cfg.output, meta)
+    with staged_artifact(cfg.output) as staged:  # the plan and its sidecar appear together, or not at all
+        write_bytes_atomic(staged.path, plan_bytes)
+        write_plan_metadata(staged.path, meta)
     return meta
 
 
