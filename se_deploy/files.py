@@ -205,8 +205,6 @@ def prepare_directory(path: PathLike, what: str = "output directory") -> Path:
         raise InputError(f"{what} {d} exists and is not a directory")
     try:
         d.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise InputError(f"{what} {d}: a parent path exists and is not a directory") from None
     except OSError as e:
         raise InputError(f"cannot create {what} {d}: {e.strerror or e}") from None
     return d
