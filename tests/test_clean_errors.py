@@ -375,3 +375,21 @@ def test_fp16_and_a_read_only_home_print_no_third_party_warnings(tmp_path):
     assert "FP16" in r.stdout
     for noise in ("Warning", "warnings.warn", "telemetry", "truncated"):
         assert noise not in text, text
+
+
+# --------------------------------------------------------------------------- results point at files that exist
+
+
+def test_results_say_the_plain_twin_was_temporary_instead_of_naming_a_deleted_file(tmp_path):
+    from se_deploy.bench.targets import prepare
+    from tests.runtime.test_onnxruntime_runner import export_tiny, tiny_se_net
+
+    model = export_tiny(tiny_se_net(), tmp_path / "se.onnx", shape=(1, 3, 16, 16))
+    work = tmp_path / "work"
+    work.mkdir()
+    prep = prepare(model, backend=None, baseline="auto", input_shape=(1, 3, 16, 16), workdir=work)
+    se, twin = prep.models
+    assert se.artifact == model and se.temporary is None
+    assert twin.role == "plain" and twin.artifact is None and twin.sha256  # measured, then deleted with workdir
+    assert twin.temporary == "the SE-ablated twin, made for this run and deleted after it"
+    assert prep.candidates[1].artifact.startswith(str(work))  # what runs is the file in the work folder

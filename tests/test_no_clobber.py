@@ -206,6 +206,18 @@ def test_a_pipeline_config_inside_its_run_directory_is_never_overwritten(tmp_pat
     assert cfg.read_text() == SMALL_PIPELINE
 
 
+def test_pipeline_data_inside_its_run_directory_is_never_overwritten(inputs, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(inputs / "c.npz", run / "calib.npz")  # e.g. the calibration set of an earlier run
+    before = (run / "calib.npz").read_bytes()
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(SMALL_PIPELINE + f'[calibration]\nsource = "{run / "calib.npz"}"\n')
+    r = runner.invoke(app, ["pipeline", "--config", str(cfg), "--out", str(run)])
+    _refused(r, "the run's file", "is the same file as calibration.source")
+    assert (run / "calib.npz").read_bytes() == before
+
+
 def test_derived_outputs_are_checked_too(inputs, tmp_path):
     # build-engine's default plan is the ONNX's name with .plan: a plan given as the ONNX would be overwritten
     plan = tmp_path / "m.plan"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from se_deploy._util import read_sidecar, sha256_file, write_json_atomic
+from se_deploy._util import read_sidecar, sha256_file, sidecar_path, write_json_atomic
 from se_deploy.bench.results import Accuracy, load_results, save_results
 from se_deploy.bench.suite import BenchConfig, Candidate, benchmark, model_info
 from se_deploy.calibration.accuracy import evaluate
@@ -28,7 +28,7 @@ from se_deploy.engines.tensorrt.config import BuildConfig
 from se_deploy.errors import ConfigError, InternalError, MissingDependencyError
 from se_deploy.export.passes import ablate_se
 from se_deploy.export.torch_export import export_model
-from se_deploy.files import locked_directory, staged_artifact
+from se_deploy.files import locked_directory, refuse_clobbering, staged_artifact
 from se_deploy.models import is_registered, plain_twin
 from se_deploy.names import EngineBackend, Precision
 from se_deploy.onnx_io import load_onnx, model_input, save_onnx
@@ -312,6 +312,11 @@ def build_job(cfg: PipelineConfig, out: str | os.PathLike) -> tuple[Job, list[St
         stages.append(_calibration_stage(job))
         stages += [_quantize_stage(job, r) for r in job.roles]
     stages += [_engines_stage(job), _accuracy_stage(job), _bench_stage(job), _report_stage(job)]
+    # data read from inside the run directory must not be one of the files the run writes
+    sources = {f"{s}.source": getattr(cfg, s).source for s in ("calibration", "accuracy")
+               if getattr(cfg, s).source != "synthetic"}
+    refuse_clobbering(sources, {"the run's file": [p for st in stages for o in st.outputs
+                                                   for p in (o, sidecar_path(o))]})
     return job, stages
 
 
