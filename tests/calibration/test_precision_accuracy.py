@@ -62,15 +62,20 @@ def test_fp16_agrees_with_fp32_on_at_least_99_5_percent(trained, tmp_path):
     assert side["status"] == "accepted" and side["numerics"]["cosine"] > 0.9999
 
 
-def test_max_drop_rejects_but_keeps_the_artifact(trained, tmp_path):
+def test_max_drop_rejects_and_writes_nothing_unless_asked_to_keep_it(trained, tmp_path):
     # calibrating on wrongly scaled images (a classic preprocessing slip) clips every activation
     t = trained["trained"]
     dim = CalibrationSet(t.x_train[:64] * 0.1, "input", "npz", {"role": "calibration"})
     out = tmp_path / "bad.int8.onnx"
-    with pytest.raises(QuantizationError, match=r"dropped .* points, over the --max-drop budget of 1"):
-        quantize_int8(trained["onnx"], out, dim, QuantConfig(target="cpu", max_drop=1.0), eval_set=trained["eval"])
-    assert out.exists()
-    side = json.loads(out.with_name(out.name + ".json").read_text())
+    cfg = QuantConfig(target="cpu", max_drop=1.0)
+    with pytest.raises(QuantizationError, match=r"dropped .* points, over the --max-drop budget of 1; nothing "
+                                                r"written to .*bad\.int8\.onnx"):
+        quantize_int8(trained["onnx"], out, dim, cfg, eval_set=trained["eval"])
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(QuantizationError, match=r"the rejected model is kept as .*bad\.int8\.rejected\.onnx"):
+        quantize_int8(trained["onnx"], out, dim, cfg, eval_set=trained["eval"], keep_rejected=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.int8.rejected.onnx", "bad.int8.rejected.onnx.json"]
+    side = json.loads((tmp_path / "bad.int8.rejected.onnx.json").read_text())
     assert side["status"] == "rejected" and side["accuracy"]["candidates"]["int8"]["top1_drop"] > 1.0
 
 
