@@ -204,6 +204,8 @@ def test_a_pipeline_config_inside_its_run_directory_is_never_overwritten(tmp_pat
     r = runner.invoke(app, ["pipeline", "--config", str(cfg), "--out", str(tmp_path / "run")])
     _refused(r, "is the same file as the input --config")
     assert cfg.read_text() == SMALL_PIPELINE
+    shown = runner.invoke(app, ["pipeline", "--config", str(cfg), "--out", str(tmp_path / "run"), "--show-config"])
+    assert shown.exit_code == 0 and 'se = "se_resnet18"' in shown.output  # --show-config writes nothing
 
 
 def test_pipeline_data_inside_its_run_directory_is_never_overwritten(inputs, tmp_path):

@@ -12,6 +12,8 @@ from se_deploy.commands._options import files
 
 def _run_outputs(values) -> dict:
     """Every file a run writes under its --out directory (a --config among them would be overwritten)."""
+    if values["show_config"]:
+        return {}  # prints, writes nothing
     from se_deploy._util import sidecar_path
     from se_deploy.pipeline import build_job, load_config
 
