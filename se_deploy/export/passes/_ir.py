@@ -54,11 +54,13 @@ class SEPass(SEScale):
         raise NotImplementedError
 
     def why_not(self, m: Match) -> str | None:
+        if m.scale in self._made:  # the rewriter visits the nodes it just inserted; leave our own blocks alone
+            return "built by this pass"
         if m.variant not in self.supports:
             reason = f"{self.name} does not support {m.variant.value} blocks"
         else:
             reason = self.declines(m)
-        if reason and m.scale not in self._made:
+        if reason:
             self.skipped[m.scale.name] = reason
         return reason
 
