@@ -97,11 +97,9 @@ def _static_shapes(model, input_shapes: Mapping[str, Sequence[int]] | None = Non
             d.Clear()
             d.dim_value = value
     del m.graph.value_info[:]
-    for o in m.graph.output:  # let inference recompute output shapes at batch 1
-        for d in o.type.tensor_type.shape.dim:
-            if not d.HasField("dim_value"):
-                d.Clear()
-                d.dim_value = 1
+    for o in m.graph.output:  # let inference recompute output shapes from the inputs (a symbolic H is not 1)
+        if any(not d.HasField("dim_value") for d in o.type.tensor_type.shape.dim):
+            o.type.tensor_type.ClearField("shape")
     try:
         m = onnx.shape_inference.infer_shapes(m, data_prop=True)
     except Exception:
