@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 import onnx
 import onnx_ir as ir
-from onnxscript.rewriter import MatchingTracer, MatchResult, RewriteRule, RewriteRuleClassBase, RewriteRuleSet
-from onnxscript.rewriter._basics import MatchStatus
+from onnxscript.rewriter import (MatchingTracer, MatchResult, MatchStatus, RewriteRule, RewriteRuleClassBase,
+                                 RewriteRuleSet)
 
 from se_deploy.export.ir_helpers import attr, const_array, producer, static_shape
 from se_deploy.export.normalize import node_label, normalized_copy
