@@ -502,6 +502,7 @@ def walk(mul: ir.Node, x: ir.Value, g: ir.Value) -> Match:
     expand = _gate_expansion(g)
     g_core = expand.inputs[0] if expand is not None else g
     pre_gate = _skip_shape_ops(g_core, shape_ops)
+    gate_side = list(shape_ops) + ([expand] if expand is not None else [])
     parsed = _parse_gate(pre_gate)
     if parsed is None:
         raise NoMatch("the other Mul operand is not a Sigmoid/HardSigmoid gate")
@@ -562,10 +563,8 @@ def walk(mul: ir.Node, x: ir.Value, g: ir.Value) -> Match:
     block_nodes += chains
     block_set |= set(chains)
     graph_outputs = set(mul.graph.outputs) if mul.graph is not None else set()
-    what = {id(squeeze): "squeeze", id(gate_node): "gate"}
-    what.update({id(n): "gate" for n in shape_ops if n in _gate_chain(g_core, gate_node)})
-    if expand is not None:
-        what[id(expand)] = "gate"
+    what = {id(n): "gate" for n in [gate_node, *gate_side]}
+    what[id(squeeze)] = "squeeze"
     for n in block_nodes:
         for out in n.outputs:
             users = out.consumers()
@@ -577,15 +576,6 @@ def walk(mul: ir.Node, x: ir.Value, g: ir.Value) -> Match:
                               block_nodes)
     return Match(mul, x, g_core, squeeze, squeeze_kind, fc1, fc2, act, gate, block_nodes, len(shape_ops),
                  expand=expand)
-
-
-def _gate_chain(g: ir.Value, gate_node: ir.Node) -> set[ir.Node]:
-    """The reshapes between the gate node and the Mul."""
-    out, n = set(), producer(g)
-    while n is not None and n is not gate_node and n.op_type in SHAPE_OPS:
-        out.add(n)
-        n = producer(n.inputs[0])
-    return out
 
 
 def _input_activation(x: ir.Value) -> ActKind | None:

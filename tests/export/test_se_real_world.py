@@ -62,7 +62,7 @@ def test_real_world_forms_are_detected_and_fuse_exactly(form):
     assert b.variant == spec.variant
     if spec.variant == "ese":
         assert (b.reduced_channels, b.ratio, b.activation.kind) == (b.channels, 1.0, ActKind.none)
-    out, entry = _assert_fuse_exact(model, (1, 3) if spec.batch == "N" else (None,), input_shape(spec))
+    out, _ = _assert_fuse_exact(model, (1, 3) if spec.batch == "N" else (None,), input_shape(spec))
     [after] = find_se_blocks(out)
     assert after.variant == spec.variant and after.shape_ops == 0
 
