@@ -87,7 +87,7 @@ def _fold_last(model, fraction: float):
     """
     import onnx_ir as ir
 
-    from se_deploy.export.passes import _ir
+    from se_deploy.export.ir_helpers import cleanup
     from se_deploy.export.passes.fold_gates import fold_block
     from se_deploy.export.se_detect import find_matches, to_ir
 
@@ -95,7 +95,7 @@ def _fold_last(model, fraction: float):
     matches, _ = find_matches(irm)
     for m in matches[len(matches) - int(round(len(matches) * fraction)):]:
         fold_block(irm, m, np.full(m.fc1.weight.shape[1], 0.5, m.fc1.weight.dtype))
-    _ir.cleanup(irm)
+    cleanup(irm)
     return ir.to_proto(irm)
 
 

@@ -98,9 +98,13 @@ def model_info(name: str, role: str, onnx_path: str | None) -> ModelInfo:
     return ModelInfo(name=name, role=role, artifact=str(onnx_path), sha256=sha256_file(onnx_path),
                      params=facts.get("params"), flops=facts.get("flops"), se_blocks=share.get("blocks"),
                      se_share={"params_pct": 100.0 * share.get("params_fraction", 0.0),
-                               "flops_pct": 100.0 * share.get("macs_fraction", 0.0),
+                               "flops_pct": _pct(share.get("macs_fraction")),  # None: dynamic H/W, MACs unknown
                                "params": share.get("params"), "macs": share.get("macs"),
                                "flop_convention": facts.get("flop_convention")})
+
+
+def _pct(fraction: float | None) -> float | None:
+    return None if fraction is None else 100.0 * fraction
 
 
 def make_feed(runner, batch: int, seed: int = 0) -> dict[str, np.ndarray]:

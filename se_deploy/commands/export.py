@@ -80,14 +80,22 @@ def register(command) -> None:
     def inspect(
         model: Path = typer.Argument(..., help="An .onnx file."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON (includes the se_blocks list)."),
+        input_shape: Optional[str] = typer.Option(None, "--input-shape",
+                                                  help="NxCxHxW for a model with dynamic H/W, so MACs/FLOPs can be "
+                                                       "counted (per batch of 1); without it they are reported unknown."),
     ) -> None:
         from rich.table import Table
 
+        from se_deploy._util import parse_shape
         from se_deploy.console import console, raw
         from se_deploy.export.inspect import inspect_model
-        from se_deploy.onnx_io import load_onnx
+        from se_deploy.onnx_io import load_onnx, model_input
 
-        info = inspect_model(load_onnx(model))
+        proto = load_onnx(model)
+        shapes = None
+        if input_shape:
+            shapes = {model_input(proto, purpose="--input-shape").name: parse_shape(input_shape)}
+        info = inspect_model(proto, input_shapes=shapes)
         if as_json:
             raw(json.dumps({"path": str(model), **info}, indent=2))
             return
@@ -98,18 +106,24 @@ def register(command) -> None:
             for t in info[kind]:
                 io.add_row(kind[:-1], t["name"], "x".join(str(d) for d in t["shape"]), t["dtype"])
         console.print(io)
-        console.print(f"params {info['params'] / 1e6:.3f} M   MACs {info['macs'] / 1e9:.3f} G   "
-                      f"FLOPs {info['flops'] / 1e9:.3f} G   ({info['flop_convention']})")
+        if info["macs"] is None:
+            console.print(f"params {info['params'] / 1e6:.3f} M   MACs unknown   FLOPs unknown   "
+                          f"({info['macs_note']})")
+        else:
+            console.print(f"params {info['params'] / 1e6:.3f} M   MACs {info['macs'] / 1e9:.3f} G   "
+                          f"FLOPs {info['flops'] / 1e9:.3f} G   ({info['flop_convention']})")
         console.print("ops: " + ", ".join(f"{k} {v}" for k, v in info["op_histogram"].items()))
         share = info["se_share"]
-        console.print(f"SE blocks: {share['blocks']}  ({share['params_fraction'] * 100:.2f}% of params, "
-                      f"{share['macs_fraction'] * 100:.3f}% of MACs)")
+        macs_share = ("MACs unknown" if share["macs_fraction"] is None
+                      else f"{share['macs_fraction'] * 100:.3f}% of MACs")
+        console.print(f"SE blocks: {share['blocks']}  ({share['params_fraction'] * 100:.2f}% of params, {macs_share})")
         if info["se_blocks"]:
-            t = Table("#", "C", "C/r", "act", "gate", "position", "scale node", title="SE blocks "
-                      "(tensor names: --json)", title_justify="left")
+            t = Table("#", "variant", "C", "C/r", "act", "gate", "position", "scale node",
+                      title="SE blocks (tensor names: --json)", title_justify="left")
             for i, b in enumerate(info["se_blocks"]):
-                t.add_row(str(i), str(b.get("channels")), str(b.get("reduced_channels")), str(b.get("activation")),
-                          str(b.get("gate")), str(b.get("position")), str(b.get("scale_node")))
+                t.add_row(str(i), str(b.get("variant")), str(b.get("channels")), str(b.get("reduced_channels")),
+                          str(b.get("activation")), str(b.get("gate")), str(b.get("position")),
+                          str(b.get("scale_node")))
             console.print(t)
 
     @command("models", help="List the built-in model zoo (SE models and their plain twins).")

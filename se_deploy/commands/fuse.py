@@ -74,7 +74,9 @@ def register(command) -> None:
             (warn if entry["status"] == "rolled_back" else line)(text)
 
         def on_near_miss(miss: dict) -> None:
-            note(f"near miss at {miss['scale_node']}: {miss['reason']}")
+            matched = miss.get("matched") or []
+            note(f"near miss at {miss['scale_node']}: {miss['reason']}"
+                 + (f" (recognised: {', '.join(matched)})" if matched else ""))
 
         rep = fuse_file(model_path, output, request, on_event=show, on_near_miss=on_near_miss if explain else None)
         if report is not None:

@@ -1,8 +1,9 @@
 """Tiny handwritten ONNX graphs with one SE block, in every spelling exporters produce.
 
 ``make_se_model(SESpec(...))`` builds: producer -> x -> SE(x) -> consumer. Options cover the
-squeeze, excitation, reshape, activation, gate and Mul-order variants, plus the defects
-that must stop a match (``defect``).
+squeeze, excitation, reshape, activation, gate and Mul-order variants, the effective-SE
+variant (one FC), how constants reach their nodes (initializers, Identity routing, Constant
+nodes, fp16 + Cast), plus the defects that must stop a match (``defect``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ SQUEEZES = ("gap", "reducemean_k1", "reducemean_k0", "avgpool", "none")  # none:
 FCS = ("conv", "gemm", "gemm_tb0", "matmul", "matmul_add")
 ACTS = ("relu", "relu6", "silu", "hardswish", "hardswish_mul", "leakyrelu")
 GATES = ("sigmoid", "hardsigmoid", "hs_div", "hs_mul")
-RESHAPES = ("none", "flatten", "reshape_const", "reshape_dynamic", "squeeze_unsqueeze")
+RESHAPES = ("none", "flatten", "reshape_const", "reshape_dynamic", "squeeze_unsqueeze", "reshape_dynamic_pooled")
+# How constants reach their consumers: initializers, legacy-exporter Identity routing, Constant
+# nodes, or fp16 initializers behind a Cast.
+WEIGHTS = ("init", "identity", "constant", "cast")
+VARIANTS = ("se", "ese")
 PRODUCERS = ("conv1x1", "conv1x1_bn", "conv3x3", "relu", "input")
 CONSUMERS = ("add", "conv1x1", "output")
 DEFECTS = (None, "x_used_elsewhere", "nonconst_weight", "gate_two_consumers", "wrong_axis", "squeeze_other_tensor",
@@ -46,6 +51,8 @@ class SESpec:
     defect: str | None = None
     opset: int = 17
     seed: int = 0
+    weights: str = "init"
+    variant: str = "se"
 
 
 def all_variant_specs() -> list[SESpec]:
@@ -66,6 +73,24 @@ def all_variant_specs() -> list[SESpec]:
     return [s for s in out if valid(s)]
 
 
+def real_world_specs() -> dict[str, SESpec]:
+    """The untidy forms real graphs arrive in (issue 13), one spec each."""
+    return {
+        "identity_routed_weights": SESpec(fc="gemm", reshape="flatten", weights="identity"),
+        "identity_routed_conv": SESpec(weights="identity"),
+        "constant_nodes": SESpec(fc="gemm", reshape="reshape_const", weights="constant"),
+        "fp16_weights_cast": SESpec(fc="matmul_add", reshape="flatten", weights="cast"),
+        "shape_chain_of_x": SESpec(fc="gemm", reshape="reshape_dynamic", batch="N", weights="constant"),
+        "shape_chain_of_pool": SESpec(fc="gemm", reshape="reshape_dynamic_pooled", batch="N"),
+        "reducemean_k0_unsqueeze_op13": SESpec(squeeze="reducemean_k0", fc="gemm", opset=13),
+        "reducemean_k0_unsqueeze_op18": SESpec(squeeze="reducemean_k0", fc="gemm", opset=18, weights="identity"),
+        "ese_hardsigmoid": SESpec(variant="ese", gate="hardsigmoid", consumer="add"),
+        "ese_relu6_div": SESpec(variant="ese", gate="hs_div", weights="constant"),
+        "ese_mul_one_sixth": SESpec(variant="ese", gate="hs_mul", fc="gemm", reshape="flatten"),
+        "ese_mbconv": SESpec(variant="ese", producer="relu", consumer="conv1x1"),
+    }
+
+
 def valid(s: SESpec) -> bool:
     if s.squeeze == "none" and (s.hw != 1 or s.defect in ("wrong_axis", "squeeze_other_tensor", "gate_broadcast_wrong")):
         return False
@@ -75,25 +100,40 @@ def valid(s: SESpec) -> bool:
         return False
     if s.squeeze == "reducemean_k0" and (s.fc == "conv" or s.reshape == "squeeze_unsqueeze"):
         return False
-    if s.reshape == "reshape_dynamic" and s.batch != "N":
+    if s.reshape in ("reshape_dynamic", "reshape_dynamic_pooled") and s.batch != "N":
+        return False
+    if s.reshape == "reshape_dynamic_pooled" and (s.fc == "conv" or s.squeeze not in ("gap", "reducemean_k1")):
+        return False
+    if s.weights == "cast" and s.defect == "nonconst_weight":
         return False
     return True
 
 
 class _B:
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, weights: str = "init"):
         self.nodes: list = []
         self.inits: list = []
         self.rng = np.random.default_rng(seed)
         self.k = 0
+        self.weights = weights
 
     def name(self, p: str) -> str:
         self.k += 1
         return f"{p}_{self.k}"
 
     def const(self, arr, p="c") -> str:
+        arr = np.asarray(arr)
         n = self.name(p)
-        self.inits.append(numpy_helper.from_array(np.asarray(arr), n))
+        if self.weights == "constant":
+            self.nodes.append(helper.make_node("Constant", [], [n], name=self.name("n_Constant"),
+                                               value=numpy_helper.from_array(arr, n)))
+            return n
+        if self.weights == "cast" and arr.dtype == np.float32 and arr.size > 1:  # weights, not scalars
+            self.inits.append(numpy_helper.from_array(arr.astype(np.float16), n))
+            return self.op("Cast", [n], to=TensorProto.FLOAT)
+        self.inits.append(numpy_helper.from_array(arr, n))
+        if self.weights == "identity":  # the legacy exporter's deduplicated initializers
+            return self.op("Identity", [self.op("Identity", [n])])
         return n
 
     def op(self, op_type, inputs, n_out=1, **attrs):
@@ -140,10 +180,9 @@ def make_se_model(s: SESpec) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     if s.defect == "gate_broadcast_wrong":  # gate reshaped to N,1,1,C scales columns: valid, not SE
         c2 = max(s.c, 2)  # with one channel, N,1,1,C is still a per-channel scale
         s = replace(s, c=c2, hw=c2, fc="gemm" if s.fc == "conv" else s.fc, reshape="flatten" if s.reshape == "none" else s.reshape)
-    b = _B(s.seed)
-    c, cr, hw = s.c, max(1, s.c // s.r), s.hw
-    n = s.batch
-    inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, [n, c, hw, hw])
+    b = _B(s.seed, s.weights)
+    c, hw = s.c, s.hw
+    cr = c if s.variant == "ese" else max(1, s.c // s.r)
     extra_inputs: list = []
     # producer of x
     if s.producer.startswith("conv1x1"):
@@ -194,7 +233,14 @@ def make_se_model(s: SESpec) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
         dims = [u0, u1] if s.fc != "conv" else [u0, u1, b.const(np.array([1], np.int64)), b.const(np.array([1], np.int64))]
         cat = b.op("Concat", dims, axis=0)
         flat = b.op("Reshape", [sq, cat])
+    elif s.reshape == "reshape_dynamic_pooled":  # y.view(y.size(0), -1): the shape comes from the pooled tensor
+        n0 = b.op("Gather", [b.op("Shape", [sq]), b.const(np.array(0, np.int64), "i0")], axis=0)
+        cat = b.op("Concat", [b.op("Unsqueeze", [n0, b.const(np.array([0], np.int64), "ax")]),
+                              b.const(np.array([-1], np.int64), "m1")], axis=0)
+        flat = b.op("Reshape", [sq, cat])
     h = _fc(b, s, flat, c, cr, extra_inputs)
+    if s.variant == "ese":
+        return _finish(b, s, x, h, extra_inputs, side=h if s.defect == "fc_output_used" else None)
     # activation
     if s.act == "relu":
         a = b.op("Relu", [h])
@@ -208,9 +254,15 @@ def make_se_model(s: SESpec) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
         a = b.op("Mul", [b.op("HardSigmoid", [h], alpha=1 / 6, beta=0.5), h])
     else:
         a = b.op("LeakyRelu", [h], alpha=0.1)
-    if s.defect == "fc_output_used":
-        side = b.op("Identity", [h])
-    z = _fc2(b, s, a, cr, c)
+    side = h if s.defect == "fc_output_used" else None
+    return _finish(b, s, x, _fc2(b, s, a, cr, c), extra_inputs, side)
+
+
+def _finish(b: _B, s: SESpec, x: str, z: str, extra_inputs: list, side: str | None):
+    """Gate, reshape back to N,C,1,1, scale, consumer: the rest of the model after the last FC."""
+    c, hw, n = s.c, s.hw, s.batch
+    if side is not None:
+        side = b.op("Identity", [side])
     # gate
     if s.gate == "sigmoid":
         g = b.op("Sigmoid", [z])
@@ -236,6 +288,9 @@ def make_se_model(s: SESpec) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
             g = b.op("Reshape", [g, cat])
         elif s.reshape == "squeeze_unsqueeze" or s.squeeze == "reducemean_k0":
             g = b.op("Unsqueeze", [g, b.const(np.array([2, 3], np.int64), "ax")])
+        elif s.reshape == "reshape_dynamic_pooled":  # y[:, :, None, None], as the legacy exporter writes it
+            g = b.op("Unsqueeze", [b.op("Unsqueeze", [g, b.const(np.array([2], np.int64), "ax")]),
+                                   b.const(np.array([3], np.int64), "ax")])
         else:
             g = b.op("Reshape", [g, b.const(np.array([-1, c, 1, 1], np.int64), "shp")])
     elif s.defect == "gate_broadcast_wrong":
@@ -243,7 +298,7 @@ def make_se_model(s: SESpec) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     outputs = []
     if s.defect == "gate_two_consumers":
         outputs.append(_out(b.op("Identity", [g]), 4))
-    if s.defect == "fc_output_used":
+    if side is not None:
         outputs.append(_out(side, 4 if s.fc == "conv" else 2))
     y = b.op("Mul", [x, g] if s.mul_order == "xg" else [g, x])
     if s.defect == "x_used_elsewhere":
@@ -253,6 +308,7 @@ def make_se_model(s: SESpec) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     elif s.consumer == "conv1x1":
         y = b.op("Conv", [y, b.const(b.w(c, c, 1, 1), "qw")], kernel_shape=[1, 1])
     out = helper.make_tensor_value_info(y, TensorProto.FLOAT, [n, c, hw, hw])
+    inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, [n, c, hw, hw])
     graph_inputs = [inp] + [e for e in extra_inputs if not isinstance(e, tuple)]
     feeds = {k: v for e in extra_inputs if isinstance(e, tuple) for k, v in [e]}
     graph = helper.make_graph(b.nodes, "se", graph_inputs, [out] + outputs, initializer=b.inits)
@@ -298,3 +354,62 @@ def export_zoo(name: str, exporter: str, tmp_root, **kwargs):
                      dynamic_batch=exporter == "legacy", simplify=False, fuse=False)
         _ZOO_CACHE[key] = (onnx.load(str(out)), torch_model)
     return _ZOO_CACHE[key]
+
+
+def make_shared_bias_model(routing: str = "identity", c: int = 8, cr: int = 2, hw: int = 4) -> onnx.ModelProto:
+    """Two SE blocks (Gemm spelling) whose zero biases are one initializer, as the legacy exporter
+    deduplicates freshly initialized biases: ``routing="shared"`` reads it directly in both blocks,
+    ``"identity"`` routes the second block's copy through an Identity node."""
+    rng = np.random.default_rng(5)
+    nodes, inits = [], [numpy_helper.from_array(np.zeros(cr, np.float32), "se1.fc1.bias"),
+                        numpy_helper.from_array(np.zeros(c, np.float32), "se1.fc2.bias"),
+                        numpy_helper.from_array(np.array([-1, c, 1, 1], np.int64), "shape4")]
+    x = "input"
+    for k in (1, 2):
+        p = f"se{k}"
+        b1, b2 = "se1.fc1.bias", "se1.fc2.bias"
+        if k == 2 and routing == "identity":
+            nodes += [helper.make_node("Identity", [b1], ["se2.fc1.bias"], name="Identity_0"),
+                      helper.make_node("Identity", [b2], ["se2.fc2.bias"], name="Identity_1")]
+            b1, b2 = "se2.fc1.bias", "se2.fc2.bias"
+        for name, shape in ((f"{p}.fc1.weight", (cr, c)), (f"{p}.fc2.weight", (c, cr))):
+            inits.append(numpy_helper.from_array((rng.standard_normal(shape) * 0.5).astype(np.float32), name))
+        nodes += [
+            helper.make_node("Conv", [x, f"{p}.conv"], [f"{p}/conv"], name=f"/{p}/conv/Conv", kernel_shape=[1, 1]),
+            helper.make_node("ReduceMean", [f"{p}/conv"], [f"{p}/pool"], name=f"/{p}/ReduceMean", axes=[2, 3],
+                             keepdims=0),
+            helper.make_node("Gemm", [f"{p}/pool", f"{p}.fc1.weight", b1], [f"{p}/h"], transB=1, name=f"/{p}/fc1/Gemm"),
+            helper.make_node("Relu", [f"{p}/h"], [f"{p}/a"], name=f"/{p}/Relu"),
+            helper.make_node("Gemm", [f"{p}/a", f"{p}.fc2.weight", b2], [f"{p}/z"], transB=1, name=f"/{p}/fc2/Gemm"),
+            helper.make_node("Sigmoid", [f"{p}/z"], [f"{p}/g"], name=f"/{p}/Sigmoid"),
+            helper.make_node("Reshape", [f"{p}/g", "shape4"], [f"{p}/g4"], name=f"/{p}/Reshape"),
+            helper.make_node("Mul", [f"{p}/conv", f"{p}/g4"], [f"{p}/y"], name=f"/{p}/Mul"),
+            helper.make_node("Add", [f"{p}/y", x], [f"{p}/out"], name=f"/{p}/Add"),
+        ]
+        inits.append(numpy_helper.from_array((rng.standard_normal((c, c, 1, 1)) * 0.3).astype(np.float32), f"{p}.conv"))
+        x = f"{p}/out"
+    g = helper.make_graph(nodes, "shared", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, c, hw, hw])],
+                          [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, c, hw, hw])], initializer=inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    return model
+
+
+def route_through_identity(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose every initializer reaches its consumers through an Identity node (legacy-exporter style)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    idents = []
+    for k, init in enumerate(g.initializer):
+        routed = f"{init.name}__routed"
+        idents.append(helper.make_node("Identity", [init.name], [routed], name=f"/route/Identity_{k}"))
+        for node in g.node:
+            for i, name in enumerate(node.input):
+                if name == init.name:
+                    node.input[i] = routed
+    nodes = idents + list(g.node)
+    del g.node[:]
+    g.node.extend(nodes)
+    onnx.checker.check_model(out)
+    return out

@@ -119,15 +119,15 @@ def test_ablate_se_keeps_a_graph_output_name():
 @pytest.fixture
 def broken_pass():
     """A deliberately wrong pass: doubles the second excitation layer's weights."""
+    from se_deploy.export.ir_helpers import add_initializer
     from se_deploy.export.passes._registry import _PASSES
-    from se_deploy.export.passes import _ir
     from se_deploy.export.se_detect import find_matches
 
     def corrupt(model, ctx):
         matches, _ = find_matches(model)
         for m in matches:
             node = m.fc2.nodes[0]
-            w = _ir.add_initializer(model.graph, "corrupt", (m.fc2.weight * 2).reshape(node.inputs[1].shape.numpy()
+            w = add_initializer(model.graph, "corrupt", (m.fc2.weight * 2).reshape(node.inputs[1].shape.numpy()
                                                                                          if node.op_type == "Conv"
                                                                                          else m.fc2.weight.shape))
             node.replace_input_with(1, w)

@@ -1,4 +1,5 @@
-"""Seeded fuzz: hundreds of random SE-like and near-SE graphs.
+"""Seeded fuzz: hundreds of random SE-like and near-SE graphs (classic and effective SE, constants as
+initializers, Identity-routed, Constant nodes or fp16 behind a Cast).
 
 Every pass must either be exact (checked here under onnxruntime, with the pass's own
 verification switched off so a rollback cannot hide a wrong rewrite) or leave the graph
@@ -17,7 +18,7 @@ from se_deploy.runtime.onnxruntime import run_onnx
 from se_deploy.export import passes as P
 from se_deploy.export.se_detect import find_se_blocks
 from tests.export.se_graphs import (ACTS, CONSUMERS, DEFECTS, FCS, GATES, NON_MATCH_DEFECTS, PRODUCERS, RESHAPES,
-                                    SQUEEZES, SESpec, input_shape, make_se_model, valid)
+                                    SQUEEZES, WEIGHTS, SESpec, input_shape, make_se_model, valid)
 
 N_GRAPHS = 320
 
@@ -30,12 +31,14 @@ def random_specs(n: int, seed: int = 1234) -> list[SESpec]:
         reshape = rng.choice(RESHAPES)
         s = SESpec(
             c=r * rng.randint(1, 5), r=r, hw=rng.randint(1, 6),
-            batch="N" if reshape == "reshape_dynamic" or rng.random() < 0.2 else 1,
+            batch="N" if reshape.startswith("reshape_dynamic") or rng.random() < 0.2 else 1,
             squeeze=rng.choice(SQUEEZES), fc=rng.choice(FCS), bias=rng.random() < 0.8, act=rng.choice(ACTS),
             gate=rng.choice(GATES), reshape=reshape, mul_order=rng.choice(["xg", "gx"]),
             producer=rng.choice(PRODUCERS), consumer=rng.choice(CONSUMERS),
             defect=rng.choice(DEFECTS) if rng.random() < 0.4 else None,
-            opset=rng.choice([13, 17, 18]), seed=rng.randint(0, 10_000))
+            opset=rng.choice([13, 17, 18]), seed=rng.randint(0, 10_000),
+            weights=rng.choice(WEIGHTS) if rng.random() < 0.4 else "init",
+            variant="ese" if rng.random() < 0.2 else "se")
         if s.squeeze == "avgpool" and s.batch == "N":
             s = SESpec(**{**s.__dict__, "squeeze": "gap"})
         if s.act == "hardswish" and s.opset < 14:
@@ -73,6 +76,7 @@ SPECS = random_specs(N_GRAPHS)
 def test_fuzz_covers_matches_and_near_misses():
     defects = {s.defect for s in SPECS}
     assert len(SPECS) >= 300
+    assert {s.weights for s in SPECS} == set(WEIGHTS) and sum(s.variant == "ese" for s in SPECS) >= 30
     assert set(NON_MATCH_DEFECTS) <= defects
     assert sum(s.defect in NON_MATCH_DEFECTS for s in SPECS) >= 60
 

@@ -14,6 +14,8 @@ import time
 from typing import Mapping, Sequence
 
 import numpy as np
+import onnx
+import onnx_ir as ir
 
 from se_deploy.errors import CalibrationError, GraphPassError, UsageError, first_line
 
@@ -33,6 +35,7 @@ from se_deploy.export.passes._registry import (
     parse_pass_list,
     register_pass,
 )
+from se_deploy.export.ir_helpers import strip_rewrite_tags
 from se_deploy.export.se_detect import find_se_blocks, to_ir
 from se_deploy.numerics import compare_arrays, probe_inputs
 from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
@@ -122,9 +125,6 @@ def run_passes(model, names: Sequence[str], *, verify: bool = True, options: Pas
     ``verify=False`` nothing is proved (for tests and the benchmark's ablation only).
     ``on_event(entry)`` is called after each pass with its report entry.
     """
-    import onnx
-    import onnx_ir as ir
-
     options = options or PassOptions()
     passes = [get_pass(n) for n in names]
     ctx = PassContext(options=options, calib_feeds=list(calib_feeds))
@@ -142,6 +142,7 @@ def run_passes(model, names: Sequence[str], *, verify: bool = True, options: Pas
         try:
             irm = to_ir(current)
             details = p.fn(irm, ctx)
+            strip_rewrite_tags(irm)
             candidate = ir.to_proto(irm)
             onnx.checker.check_model(candidate)
         except (UsageError, CalibrationError):

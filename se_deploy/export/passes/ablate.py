@@ -6,6 +6,7 @@ that have no plain twin in the zoo: latency(model) / latency(ablate_se(model)) -
 
 from __future__ import annotations
 
+from se_deploy.export.ir_helpers import cleanup, replace_output
 from se_deploy.export.passes import _ir
 from se_deploy.export.passes._registry import PassKind, PassContext, register_pass
 
@@ -14,8 +15,8 @@ from se_deploy.export.passes._registry import PassKind, PassContext, register_pa
 def ablate(model, ctx: PassContext) -> dict:
     removed = []
     for m in _ir.each_match(model):
-        _ir.replace_output(model.graph, m.scale.outputs[0], m.x, fresh=False)
+        replace_output(model.graph, m.scale.outputs[0], m.x, fresh=False)
         _ir.remove_block(model.graph, m)
-        removed.append(m.block.scale_node)
-    _ir.cleanup(model)
+        removed.append(m.scale.name)
+    cleanup(model)
     return {"changed": len(removed), "blocks": removed}

@@ -14,49 +14,45 @@ from __future__ import annotations
 
 import numpy as np
 
+from se_deploy.export.ir_helpers import add_initializer, opset
 from se_deploy.export.passes import _ir
-from se_deploy.export.passes._registry import PassKind, PassContext, register_pass
+from se_deploy.export.passes._registry import PassContext, PassKind, register_pass
+from se_deploy.export.se_detect import Match
 
 
-def _why_not(model, m) -> str | None:
-    if m.expand is not None:
-        return "gate already expanded"
-    if not _ir.is_canonical(m):
-        return "not in canonical form (run canonicalize first)"
-    if _ir.opset(model) < 11:
-        return "needs opset >= 11 (Resize with scales)"
-    shape = m.x.shape
-    if shape is None or len(shape) != 4:
-        return "the scaled tensor's shape is unknown"
-    h, w = shape[2], shape[3]
-    if not isinstance(h, int) or not isinstance(w, int):
-        return "the spatial size is not static"
-    n = shape[0]
-    if not isinstance(n, int) and getattr(n, "value", None) is None:
-        return "the batch dimension has no name, so equal shapes cannot be proven"
-    return None
+class ExpandGate(_ir.SEPass):
+    def declines(self, m: Match) -> str | None:
+        if m.expand is not None:
+            return "gate already expanded"
+        if not _ir.is_canonical(m):
+            return "not in canonical form (run canonicalize first)"
+        if opset(self.model) < 11:
+            return "needs opset >= 11 (Resize with scales)"
+        shape = m.x.shape
+        if shape is None or len(shape) != 4:
+            return "the scaled tensor's shape is unknown"
+        h, w = shape[2], shape[3]
+        if not isinstance(h, int) or not isinstance(w, int):
+            return "the spatial size is not static"
+        n = shape[0]
+        if not isinstance(n, int) and getattr(n, "value", None) is None:
+            return "the batch dimension has no name, so equal shapes cannot be proven"
+        return None
+
+    def build(self, op, m: Match):
+        base = _ir.base_name(m)
+        h, w = m.x.shape[2], m.x.shape[3]
+        scales = add_initializer(self.model.graph, f"{base}/expand.scales", np.array([1, 1, h, w], np.float32))
+        out = _ir.named(op.Resize(m.gate_value, None, scales, mode="nearest",
+                                  coordinate_transformation_mode="asymmetric", nearest_mode="floor"), f"{base}/expand")
+        out.type = m.x.type
+        out.shape = m.x.shape  # the annotation that lets the runtime prove the Mul's shapes equal
+        return op.Mul(m.x, out) if m.scale.inputs[0] is m.x else op.Mul(out, m.x)
 
 
 @register_pass("expand-gate", kind=PassKind.exact,
                summary="expand the N,C,1,1 gate to N,C,H,W (nearest Resize) so onnxruntime CPU keeps SE blocks in NCHWc")
 def expand_gate(model, ctx: PassContext) -> dict:
-    import onnx_ir as ir
-
-    changed, skipped = [], {}
-    for m in _ir.each_match(model, lambda m: _why_not(model, m), skipped):
-        base = _ir.base_name(m)
-        h, w = m.x.shape[2], m.x.shape[3]
-        scales = _ir.add_initializer(model.graph, f"{base}/expand.scales", np.array([1, 1, h, w], np.float32))
-        node = ir.node("Resize", [m.gate_value, None, scales],
-                       {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
-                       name=f"{base}/expand")
-        _ir.name_outputs([node])
-        out = node.outputs[0]
-        out.type = m.x.type
-        out.shape = m.x.shape  # the annotation that lets the runtime prove the Mul's shapes equal
-        model.graph.insert_before(m.scale, node)
-        idx = 1 if m.scale.inputs[0] is m.x else 0
-        m.scale.replace_input_with(idx, out)
-        changed.append(m.block.scale_node)
-    _ir.cleanup(model)
-    return {"changed": len(changed), "blocks": changed, "skipped": skipped}
+    p = ExpandGate(model)
+    p.apply()
+    return {"changed": len(p.changed), "blocks": p.changed, "skipped": p.skipped}
