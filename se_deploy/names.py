@@ -52,6 +52,11 @@ EngineBackend = Name("EngineBackend", [("auto", "auto")] + [(b.name, b.value) fo
                                                             if b is not Backend.torch])
 
 
+# What bench can time: every runtime, plus trtexec (NVIDIA's timing tool, which times a TensorRT plan
+# in whole runs of its own process rather than through a runner).
+BenchBackend = Name("BenchBackend", [(b.name, b.value) for b in Backend] + [("trtexec", "trtexec")])
+
+
 class BenchMode(Name):
     """singlestream: p90 latency headline (MLPerf); offline: throughput headline."""
 
@@ -97,8 +102,8 @@ class PreprocessPreset(Name):
     imagenet = "imagenet"
 
 
-ALL: tuple[type[Name], ...] = (Backend, EngineBackend, BenchMode, Exporter, Simplifier, Precision, QuantTarget,
+ALL: tuple[type[Name], ...] = (Backend, EngineBackend, BenchBackend, BenchMode, Exporter, Simplifier, Precision, QuantTarget,
                                CalibMethod, PreprocessPreset)
 
-__all__ = ["ALL", "Backend", "BenchMode", "CalibMethod", "EngineBackend", "Exporter", "Name", "Precision",
+__all__ = ["ALL", "Backend", "BenchBackend", "BenchMode", "CalibMethod", "EngineBackend", "Exporter", "Name", "Precision",
            "PreprocessPreset", "QuantTarget", "Simplifier"]

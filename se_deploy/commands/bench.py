@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from se_deploy.names import Backend, BenchMode
+from se_deploy.names import BenchBackend, BenchMode
 
 
 class ReportAction(str, enum.Enum):
@@ -22,8 +22,11 @@ def register(command) -> None:
                            "its bootstrap interval.")
     def bench(
         target: str = typer.Argument(..., metavar="MODEL_OR_ENGINE", help="Zoo name, ONNX file or TensorRT plan."),
-        backend: Optional[Backend] = typer.Option(None, "--backend",
-                                                  help="Runtime (default: tensorrt for plans, else onnxruntime)."),
+        backend: Optional[BenchBackend] = typer.Option(None, "--backend",
+                                                       help="Runtime (default: tensorrt for plans, else onnxruntime); "
+                                                            "trtexec times TensorRT plans with NVIDIA's trtexec."),
+        trtexec: Optional[str] = typer.Option(None, "--trtexec", help="The trtexec executable for --backend trtexec "
+                                              "(default: PATH, then /usr/src/tensorrt/bin/trtexec)."),
         batch: str = typer.Option("1", "--batch", help="Comma-separated batch sizes, e.g. 1,8,32."),
         threads: int = typer.Option(0, "--threads", help="Intra-op threads (0: backend default)."),
         warmup_s: float = typer.Option(1.0, "--warmup-s", help="Warm-up seconds per candidate."),
@@ -62,7 +65,12 @@ def register(command) -> None:
         with tempfile.TemporaryDirectory(prefix="se-deploy-bench-") as tmp:
             prep = prepare(target, backend=backend.value if backend else None, baseline=baseline,
                            input_shape=shape, workdir=Path(tmp), say=note)
-            results = benchmark(prep.candidates, cfg, models=prep.models, run_name="", on_progress=note)
+            if backend is BenchBackend.trtexec:
+                from se_deploy.bench.trtexec_bench import bench_trtexec
+
+                results = bench_trtexec(prep.candidates, cfg, trtexec=trtexec, models=prep.models, on_progress=note)
+            else:
+                results = benchmark(prep.candidates, cfg, models=prep.models, run_name="", on_progress=note)
         results.warnings[:0] = prep.warnings
         save_results(results, output)
         print_summary(results, console)
