@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from se_deploy.errors import first_line
 
+import contextlib
 import importlib
 import importlib.metadata
 import os
@@ -22,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -578,6 +580,63 @@ def capture_environment(*, probes: Probes | None = None, tegrastats_s: float = 1
     return env
 
 
+def _jetson_clocks_exe(which: Callable[[str], str | None] = shutil.which) -> str | None:
+    found = which("jetson_clocks")
+    if found:
+        return found
+    return "/usr/bin/jetson_clocks" if os.path.isfile("/usr/bin/jetson_clocks") else None
+
+
+@contextlib.contextmanager
+def locked_clocks(enabled: bool, *, log: Callable[[str], None] = lambda msg: None,
+                  run: Callable[..., Any] = subprocess.run, which: Callable[[str], str | None] = shutil.which,
+                  is_root: Callable[[], bool] = lambda: os.geteuid() == 0):
+    """Lock a Jetson's clocks at their maximum (``jetson_clocks``) for the block, and restore them after.
+
+    The state before is saved with ``jetson_clocks --store FILE`` and put back with ``--restore FILE``,
+    so the board is left as it was found. jetson_clocks needs root: it runs directly as root, else
+    through ``sudo -n`` (no password prompt); where neither is permitted, or there is no jetson_clocks,
+    one line says so and the block runs with the clocks as they are. Yields a dict recording what was
+    done (``locked``, ``reason``, ``restored``), for the results.
+    """
+    state: dict[str, Any] = {"requested": enabled, "locked": False, "reason": None}
+    if not enabled:
+        yield state
+        return
+    exe = _jetson_clocks_exe(which)
+    prefix: list[str] = [] if is_root() else ["sudo", "-n"]
+    if exe is None:
+        state["reason"] = "jetson_clocks not found (not a Jetson?)"
+    elif prefix and (which("sudo") is None or run(["sudo", "-n", "true"], capture_output=True).returncode != 0):
+        state["reason"] = ("jetson_clocks needs root: run as root, or allow it without a password (sudoers: "
+                           f"{os.environ.get('USER', 'user')} ALL=(root) NOPASSWD: {exe})")
+    if state["reason"] is not None:
+        log(f"note: --lock-clocks not applied: {state['reason']}; clocks left as they are")
+        yield state
+        return
+    fd, store = tempfile.mkstemp(prefix="se-deploy-clocks-", suffix=".conf")
+    os.close(fd)
+    try:
+        saved = run([*prefix, exe, "--store", store], capture_output=True)
+        locked = saved.returncode == 0 and run([*prefix, exe], capture_output=True).returncode == 0
+        if not locked:
+            state["reason"] = f"{exe} failed (exit code {saved.returncode})"
+            log(f"note: --lock-clocks not applied: {state['reason']}; clocks left as they are")
+        state["locked"] = locked
+        try:
+            yield state
+        finally:
+            if saved.returncode == 0:
+                restored = run([*prefix, exe, "--restore", store], capture_output=True).returncode == 0
+                state["restored"] = restored
+                if not restored:
+                    log(f"warning: {exe} --restore {store} failed: the clocks stay locked until reboot or "
+                        f"'sudo {exe} --restore'")
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(store)
+
+
 class TegrastatsSampler:
     """Sample ``tegrastats`` in the background for the length of a run (Jetson power, GPU load).
 
@@ -714,6 +773,6 @@ def environment_rows(env: dict) -> list[tuple[str, str]]:
 
 
 __all__ = ["JETPACK_BY_L4T", "TEGRA_SOCS", "TENSORRT_BY_L4T", "UNKNOWN", "Probes", "TegrastatsSampler",
-           "capture_environment", "environment_rows", "jetson_release", "parse_cpuinfo", "parse_device_tree_compatible",
+           "capture_environment", "environment_rows", "jetson_release", "locked_clocks", "parse_cpuinfo", "parse_device_tree_compatible",
            "parse_jetson_clocks", "parse_nv_tegra_release", "parse_nvidia_smi_query", "parse_nvpmodel",
            "parse_tegrastats"]

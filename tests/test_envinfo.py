@@ -344,3 +344,76 @@ def test_tegrastats_sampler_without_the_tool_is_a_no_op():
     with TegrastatsSampler(command=["no-such-tegrastats-binary"]) as s:
         pass
     assert s.summary() == {"available": False, "samples": 0}
+
+
+class _Runs:
+    """Records the commands locked_clocks runs (jetson_clocks itself is never run here) and answers with exit codes."""
+
+    def __init__(self, codes=None):
+        self.calls, self.codes = [], codes or {}
+
+    def __call__(self, argv, **kw):
+        self.calls.append(list(argv))
+        from types import SimpleNamespace
+
+        key = next((k for k in self.codes if k in " ".join(argv)), None)
+        return SimpleNamespace(returncode=self.codes.get(key, 0))
+
+
+def _which(found=("jetson_clocks", "sudo")):
+    return lambda name: f"/usr/bin/{name}" if name in found else None
+
+
+def test_lock_clocks_stores_locks_and_restores():
+    from se_deploy.envinfo import locked_clocks
+
+    runs, notes = _Runs(), []
+    with locked_clocks(True, log=notes.append, run=runs, which=_which(), is_root=lambda: True) as state:
+        assert state["locked"] is True
+        assert runs.calls[0][:2] == ["/usr/bin/jetson_clocks", "--store"] and runs.calls[1] == ["/usr/bin/jetson_clocks"]
+    store = runs.calls[0][2]
+    assert runs.calls[2] == ["/usr/bin/jetson_clocks", "--restore", store] and state["restored"] is True
+    assert notes == [] and not Path(store).exists()
+
+
+def test_lock_clocks_through_passwordless_sudo():
+    from se_deploy.envinfo import locked_clocks
+
+    runs = _Runs()
+    with locked_clocks(True, run=runs, which=_which(), is_root=lambda: False) as state:
+        pass
+    assert runs.calls[0] == ["sudo", "-n", "true"] and runs.calls[1][:3] == ["sudo", "-n", "/usr/bin/jetson_clocks"]
+    assert state["locked"] and state["restored"]
+
+
+@pytest.mark.parametrize("which, codes, reason", [
+    (_which(("sudo",)), {}, "jetson_clocks not found (not a Jetson?)"),
+    (_which(), {"sudo -n true": 1}, "jetson_clocks needs root: run as root, or allow it without a password"),
+    (_which(("jetson_clocks",)), {}, "jetson_clocks needs root"),
+])
+def test_lock_clocks_where_not_permitted_is_one_line_and_runs_unlocked(which, codes, reason):
+    from se_deploy.envinfo import locked_clocks
+
+    runs, notes = _Runs(codes), []
+    with locked_clocks(True, log=notes.append, run=runs, which=which, is_root=lambda: False) as state:
+        assert state["locked"] is False and state["reason"].startswith(reason)
+    assert len(notes) == 1 and notes[0].startswith("note: --lock-clocks not applied: " + reason)
+    assert not any("jetson_clocks" in " ".join(c) for c in runs.calls)  # nothing changed on the board
+
+
+def test_a_failed_restore_is_said():
+    from se_deploy.envinfo import locked_clocks
+
+    runs, notes = _Runs({"--restore": 1}), []
+    with locked_clocks(True, log=notes.append, run=runs, which=_which(), is_root=lambda: True) as state:
+        pass
+    assert state["restored"] is False and "the clocks stay locked until reboot" in notes[0]
+
+
+def test_lock_clocks_off_runs_nothing():
+    from se_deploy.envinfo import locked_clocks
+
+    runs = _Runs()
+    with locked_clocks(False, run=runs, which=_which(), is_root=lambda: True) as state:
+        pass
+    assert runs.calls == [] and state == {"requested": False, "locked": False, "reason": None}

@@ -43,6 +43,9 @@ def register(command) -> None:
         confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the SE-tax interval."),
         output: Path = typer.Option(Path("results.json"), "-o", "--output", help="Where to write results.json."),
         html: Optional[Path] = typer.Option(None, "--html", help="Also render the HTML report here."),
+        lock_clocks: bool = typer.Option(False, "--lock-clocks", help="Jetson: lock the clocks at their maximum "
+                                         "(jetson_clocks, needs root or passwordless sudo) for the run, and restore "
+                                         "them after; recorded in the results."),
     ) -> None:
         import tempfile
 
@@ -51,6 +54,7 @@ def register(command) -> None:
         from se_deploy.bench.suite import BenchConfig, benchmark
         from se_deploy.bench.targets import prepare
         from se_deploy.console import console, line, note
+        from se_deploy.envinfo import locked_clocks
         from se_deploy.report.render import write_report
         from se_deploy.report.summary import print_summary
 
@@ -61,8 +65,8 @@ def register(command) -> None:
                           min_iters=min_iters, min_duration_s=min_duration_s, max_iters=max_iters, mode=mode.value,
                           confidence=confidence, profile=profile)
         shape = parse_shape(input_shape)
-
-        with tempfile.TemporaryDirectory(prefix="se-deploy-bench-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="se-deploy-bench-") as tmp, \
+                locked_clocks(lock_clocks, log=note) as clock_lock:
             prep = prepare(target, backend=backend.value if backend else None, baseline=baseline,
                            input_shape=shape, workdir=Path(tmp), say=note)
             if backend is BenchBackend.trtexec:
@@ -72,6 +76,8 @@ def register(command) -> None:
             else:
                 results = benchmark(prep.candidates, cfg, models=prep.models, run_name="", on_progress=note)
         results.warnings[:0] = prep.warnings
+        if lock_clocks and isinstance(results.environment.get("jetson"), dict):
+            results.environment["jetson"]["clock_lock"] = clock_lock
         save_results(results, output)
         print_summary(results, console)
         line(f"results: {output}")
