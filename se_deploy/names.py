@@ -77,9 +77,13 @@ class Simplifier(Name):
 
 
 class Precision(Name):
+    """What an engine computes in. ``int8fp16`` is TensorRT's best mixed build: INT8 Q/DQ, with the layers
+    left unquantized in FP16 (the Q/DQ model written with FP16 high precision), strongly typed."""
+
     fp32 = "fp32"
     fp16 = "fp16"
     int8 = "int8"
+    int8fp16 = "int8fp16"
 
 
 class QuantTarget(Name):

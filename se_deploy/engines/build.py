@@ -78,21 +78,26 @@ def load_calibration_for(cfg: BuildConfig, inputs: tuple[GraphInput, ...]) -> Ca
                             preprocess=make_preprocess(cfg.preprocess), calib_size=cfg.calib_size, seed=0)
 
 
-def quant_config_for(plan: PrecisionPlan) -> QuantConfig:
-    """The Q/DQ quantizer's config for a TensorRT build: the tensorrt target, with the layers it leaves
-    unquantized written in ``plan.high_precision`` (FP16 for the mixed INT8+FP16 build, else FP32).
+def tensorrt_quant_config(high_precision: str, base: QuantConfig | None = None) -> QuantConfig:
+    """``base`` (or the defaults) for the tensorrt target, with the layers the quantizer leaves unquantized
+    written in ``high_precision`` (fp16 for the mixed INT8+FP16 build, else fp32).
 
     The quantizer learns the choice through ``QuantConfig.high_precision``; where that field is
     absent the quantizer writes FP32 float layers, which serves every build but the mixed one.
     """
-    hp = plan.high_precision or Precision.fp32
+    fields = {**(base.model_dump() if base is not None else {}), "target": QuantTarget.tensorrt}
     if HIGH_PRECISION_FIELD in QuantConfig.model_fields:
-        return QuantConfig(target=QuantTarget.tensorrt, **{HIGH_PRECISION_FIELD: hp})
-    if hp == Precision.fp16:
+        return QuantConfig(**{**fields, HIGH_PRECISION_FIELD: high_precision})
+    if high_precision == Precision.fp16:
         raise UsageError("INT8 with FP16 float layers needs the Q/DQ quantizer's FP16 high precision "
                          "(QuantConfig.high_precision), which this se-deploy does not have: build --int8 and --fp16 "
                          "engines separately")
-    return QuantConfig(target=QuantTarget.tensorrt)
+    return QuantConfig(**fields)
+
+
+def quant_config_for(plan: PrecisionPlan) -> QuantConfig:
+    """The Q/DQ quantizer's config for a TensorRT build of ``plan`` (see :func:`tensorrt_quant_config`)."""
+    return tensorrt_quant_config(plan.high_precision or Precision.fp32)
 
 
 def prepare_build(cfg: BuildConfig, major: int, *, log: Log = _stderr) -> PreparedBuild:
@@ -321,4 +326,4 @@ def build_with_trtexec(cfg: BuildConfig, exe: str | None, *, log: Log = _stderr)
 
 
 __all__ = ["BuildOutcome", "build_or_trtexec", "build_with_trtexec", "cache_header_version", "load_calibration_for",
-           "prepare_build", "quant_config_for", "why_not_here", "write_trtexec_calib_cache"]
+           "prepare_build", "quant_config_for", "tensorrt_quant_config", "why_not_here", "write_trtexec_calib_cache"]

@@ -189,3 +189,63 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path, model, args, code, message
     assert r.exit_code == code, r.output
     assert message in one_error_line(r)
     assert not list(tmp_path.glob("*.plan*"))
+
+
+# --- the mixed INT8+FP16 build: Q/DQ written with FP16 high precision ----------------------------
+
+from se_deploy.calibration.quantize import QuantConfig  # noqa: E402
+from se_deploy.engines import build as build_module  # noqa: E402
+from se_deploy.engines.build import HIGH_PRECISION_FIELD, tensorrt_quant_config  # noqa: E402
+
+HAS_HP = HIGH_PRECISION_FIELD in QuantConfig.model_fields
+
+
+@pytest.mark.xfail(not HAS_HP, strict=True, reason="QuantConfig.high_precision (fp16 | fp32) comes with the Q/DQ "
+                   "quantizer's FP16 high precision; the mixed build passes it through tensorrt_quant_config")
+def test_quantizer_takes_the_high_precision_of_the_mixed_build():
+    assert HAS_HP
+    assert getattr(tensorrt_quant_config("fp16"), HIGH_PRECISION_FIELD) == "fp16"
+    assert getattr(tensorrt_quant_config("fp32"), HIGH_PRECISION_FIELD) == "fp32"  # --int8 alone: FP32 layers
+    assert tensorrt_quant_config("fp32").target == "tensorrt"
+
+
+@pytest.mark.parametrize("major", ["10", "11"])
+def test_mixed_build_quantizes_with_fp16_high_precision(model, tmp_path, monkeypatch, major):
+    """--int8 --fp16 --calib-data is the strongly typed Q/DQ+FP16 build on 10.x and 11.x (no precision flags)."""
+    seen = {}
+    real_quantize = build_module.quantize_int8
+
+    def spy(src, out, calib, config):
+        seen["config"] = config
+        return real_quantize(src, out, calib, config)
+
+    monkeypatch.setattr(build_module, "quantize_int8", spy)
+    calib = calib_npz(tmp_path / "c.npz", n=16)
+    r = invoke(model, "-o", tmp_path / "m.plan", "--int8", "--fp16", "--calib-data", calib, "--trt-version", major,
+               "--print-trtexec")
+    if not HAS_HP:  # until the quantizer can write FP16 layers, the request is refused, never downgraded
+        assert r.exit_code == 2 and "QuantConfig.high_precision" in one_error_line(r)
+        assert r.stdout == ""
+        return
+    assert r.exit_code == 0, r.output
+    assert getattr(seen["config"], HIGH_PRECISION_FIELD) == "fp16" and seen["config"].target == "tensorrt"
+    q = tmp_path / "m.int8.onnx"
+    prec = onnx_precision(load_onnx(q))
+    assert prec.has_qdq and prec.has_fp16
+    flags = {a.split("=")[0] for a in r.stdout.split()}
+    assert not flags & {"--int8", "--fp16", "--best"}
+    assert ("--stronglyTyped" in flags) == (major == "10")
+
+
+def test_int8_alone_keeps_fp32_layers(model, tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(build_module, "quantize_int8",
+                        lambda src, out, calib, config: (seen.setdefault("config", config),
+                                                         __import__("shutil").copy(qdq_model(tmp_path / "q0.onnx"), out)))
+    r = invoke(model, "-o", tmp_path / "m.plan", "--int8", "--calib-data", calib_npz(tmp_path / "c.npz"),
+               "--trt-version", "11", "--print-trtexec")
+    assert r.exit_code == 0, r.output
+    cfg = seen["config"]
+    assert cfg.target == "tensorrt"
+    if HAS_HP:
+        assert getattr(cfg, HIGH_PRECISION_FIELD) == "fp32"
