@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from se_deploy._util import read_sidecar
-from se_deploy.bench.results import Comparison, Measurement, ModelInfo, Profile, Results
-from se_deploy.bench.stats import noise_warning, se_tax, summarize, throughput
-from se_deploy.bench.suite import BenchConfig, Candidate
+from se_deploy.bench.results import Measurement, ModelInfo, Profile, Results
+from se_deploy.bench.stats import noise_warning, summarize, throughput
+from se_deploy.bench.suite import BenchConfig, Candidate, se_tax_comparisons
 from se_deploy.envinfo import TegrastatsSampler, capture_environment
 from se_deploy.errors import InputError, UsageError
 from se_deploy.names import BenchMode
@@ -187,7 +187,8 @@ def bench_trtexec(candidates: Sequence[Candidate], config: BenchConfig, *, trtex
                                  "pct": lt.percentage} for lt in sorted(layers, key=lambda x: -x.average_ms)[:30]]))
         if power.available and isinstance(env, dict) and isinstance(env.get("jetson", {}), dict):
             env.setdefault("jetson", {})["tegrastats_during_run"] = power.summary()
-    comparisons = _comparisons(candidates, config, series, models)
+    comparisons = se_tax_comparisons(candidates, config, models, _paired_by_round(series),
+                                     pairing="iterations of the same round, by position")
     if isinstance(env, dict):
         env["trtexec"] = {"path": exe, "version": str(version), **device}
     settings_all = {**config.settings(), "trtexec": settings,
@@ -199,26 +200,17 @@ def bench_trtexec(candidates: Sequence[Candidate], config: BenchConfig, *, trtex
                    profiles=profiles, warnings=warnings)
 
 
-def _comparisons(candidates, config: BenchConfig, series, models) -> list[Comparison]:
-    out = []
-    info = {m.name: m for m in models}
-    for prec in dict.fromkeys(c.precision for c in candidates):
-        se = [c for c in candidates if c.precision == prec and c.role == "se"]
-        plain = [c for c in candidates if c.precision == prec and c.role == "plain"]
-        if len(se) != 1 or len(plain) != 1:
-            continue
-        for batch in config.batches:
-            a, b = series[(se[0].key, batch)], series[(plain[0].key, batch)]
-            xs, ys = [], []
-            for ra, rb in zip(a.rounds, b.rounds):  # pair within a round, by position
-                n = min(len(ra["latencyMs"]), len(rb["latencyMs"]))
-                xs += ra["latencyMs"][:n]
-                ys += rb["latencyMs"][:n]
-            tax = se_tax(xs, ys, confidence=config.confidence, n_boot=config.n_boot, seed=config.seed)
-            share = info[se[0].name].se_share if se[0].name in info else None
-            out.append(Comparison(se_model=se[0].name, plain_model=plain[0].name, precision=prec, batch=batch,
-                                  tax=tax, se_share=share, pairing="iterations of the same round, by position"))
-    return out
+def _paired_by_round(series: dict) -> Callable[[str, str, int], tuple[list[float], list[float]]]:
+    """Pairs of the SE and plain runs of the same round, by position (each round's shorter run sets the count)."""
+    def paired(se: str, plain: str, batch: int) -> tuple[list[float], list[float]]:
+        xs, ys = [], []
+        for ra, rb in zip(series[(se, batch)].rounds, series[(plain, batch)].rounds):
+            n = min(len(ra["latencyMs"]), len(rb["latencyMs"]))
+            xs += ra["latencyMs"][:n]
+            ys += rb["latencyMs"][:n]
+        return xs, ys
+
+    return paired
 
 
 __all__ = ["ROUNDS", "bench_trtexec", "mode_flags", "shapes_flag"]

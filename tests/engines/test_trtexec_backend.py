@@ -276,3 +276,22 @@ def test_bench_backend_trtexec_needs_a_plan_with_its_sidecar(tmp_path, fake):
     onnx = conv_model(tmp_path / "m.onnx")
     r = runner.invoke(app, ["bench", str(onnx), "--backend", "trtexec", "-o", str(tmp_path / "r.json")])
     assert r.exit_code == 2 and "--backend trtexec times TensorRT plans" in r.stderr
+
+
+def test_bench_trtexec_se_tax_pairs_the_runs_of_a_round(tmp_path, fake):
+    """SE plan and plain plan alternate run by run; the comparison records how its pairs were formed."""
+    exe, log = fake
+    for name in ("se", "plain"):
+        (tmp_path / f"{name}.plan").write_bytes(b"x")
+        (tmp_path / f"{name}.plan.json").write_text(json.dumps(
+            {"profile": {"input": {"min": [1, 3, 8, 8], "opt": [1, 3, 8, 8], "max": [1, 3, 8, 8]}}}))
+    out = tmp_path / "r.json"
+    r = runner.invoke(app, ["bench", str(tmp_path / "se.plan"), "--backend", "trtexec", "--trtexec", str(exe),
+                            "--baseline", str(tmp_path / "plain.plan"), "--min-duration-s", "0", "--min-iters", "3",
+                            "--warmup-s", "0", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    (cmp,) = json.loads(out.read_text())["comparisons"]
+    assert cmp["pairing"] == "iterations of the same round, by position"
+    assert cmp["tax"]["n_pairs"] == 60 and cmp["tax"]["tax_pct"] == pytest.approx(0.0)  # the same real trace twice
+    loads = [next(a for a in c if a.startswith("--loadEngine=")) for c in _calls(log)[1:]]
+    assert [Path(x.split("=", 1)[1]).stem for x in loads] == ["se", "plain", "plain", "se", "se", "plain"]
