@@ -237,10 +237,11 @@ def build_or_trtexec(cfg: BuildConfig, *, print_only: bool = False, log: Log = _
         return build_with_trtexec(cfg, find_trtexec(cfg.trtexec), log=log)
     trt, problem = why_not_here(cfg)
     installed = trt_major(trt) if trt is not None else None
-    if not print_only and trt is None:
+    if not print_only and isinstance(problem, MissingDependencyError):
+        # the bindings (or the CUDA binding they need) are missing: trtexec, which every JetPack has, builds instead
         exe = find_trtexec()
         if exe is not None:
-            log(f"TensorRT's Python bindings are not importable here; building with {exe}")
+            log(f"{problem}; building with {exe}")
             return build_with_trtexec(cfg, exe, log=log)
     if print_only or problem is not None:
         if isinstance(problem, UsageError) and not print_only:

@@ -196,6 +196,9 @@ def _build_serialized(trt, major: int, prep: PreparedBuild, calib_batches, cuda:
         _apply_dla(trt, builder, config, cfg.dla_core, cfg.gpu_fallback)
     try:
         serialized = builder.build_serialized_network(network, config)
+    except Exception:
+        callback_errors.raise_first()  # a calibrator callback failed first: that is the cause
+        raise
     finally:
         if feeder is not None:
             feeder.close()
