@@ -32,6 +32,14 @@ fi
 if [ "$JETSON" = 1 ]; then
     PY=${PYTHON:-/usr/bin/python3}
     echo "setup: Jetson: $(tr -d '\0' < /proc/device-tree/model 2>/dev/null || echo 'model unknown'); $(head -n1 "$RELEASE" | sed 's/^# //; s/, GCID.*//')"
+    if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+        echo "setup: $PY is Python $("$PY" -c 'import platform; print(platform.python_version())'); se-deploy needs 3.10 or newer (JetPack 6 or 7; JetPack 5 ships 3.8)" >&2
+        exit 1
+    fi
+    if [ ! -x .venv/bin/python ] && ! "$PY" -c 'import ensurepip' 2>/dev/null; then
+        echo "setup: $PY cannot create a venv (no ensurepip): sudo apt install python3-venv, then run this again" >&2
+        exit 1
+    fi
     if [ -x .venv/bin/python ] && ! grep -q "include-system-site-packages = true" .venv/pyvenv.cfg 2>/dev/null; then
         echo "setup: warning: .venv exists without --system-site-packages, so it cannot see JetPack's TensorRT;"
         echo "setup:          remove it (rm -rf .venv) and run this script again"
@@ -48,9 +56,11 @@ if [ "$JETSON" = 1 ]; then
     if python -c "import torch" 2>/dev/null; then
         echo "setup: keeping the installed torch $(python -c 'import torch; print(torch.__version__, "(CUDA", torch.version.cuda, ")")')"
     else
-        echo "setup: no torch found: installing the CPU torch from PyPI (export works; for CUDA install NVIDIA's"
-        echo "setup: PyTorch wheel for your JetPack, see docs.nvidia.com/deeplearning/frameworks/install-pytorch-jetson-platform)"
-        python -m pip install -q torch
+        # from PyTorch's CPU index: a plain `pip install torch` may pull a multi-GB CUDA (SBSA) build that
+        # does not run on a Jetson's integrated GPU
+        echo "setup: no torch found: installing the CPU torch from download.pytorch.org/whl/cpu (export works; for CUDA"
+        echo "setup: install NVIDIA's PyTorch wheel for your JetPack, see docs.nvidia.com/deeplearning/frameworks/install-pytorch-jetson-platform)"
+        python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
     fi
 else
     python -m pip install -q "torch==2.13.0"
@@ -59,7 +69,8 @@ python -m pip install -q -e ".[test,slim]"
 
 if [ "$JETSON" = 1 ]; then
     # NVIDIA's Jetson torch wheels are built against NumPy 1.x; a NumPy 2 pulled in above breaks their import.
-    if ! python -c "import torch" 2>/tmp/se-deploy-setup-torch.err; then
+    # such a torch still imports under NumPy 2 (with a warning); torch.from_numpy is what fails
+    if ! python -c "import numpy, torch; torch.from_numpy(numpy.zeros(1))" 2>/tmp/se-deploy-setup-torch.err; then
         if grep -q -i "numpy" /tmp/se-deploy-setup-torch.err; then
             echo "setup: the installed torch needs NumPy 1.x: installing numpy<2"
             python -m pip install -q "numpy<2"
@@ -82,4 +93,6 @@ exe = shutil.which("trtexec") or ("/usr/src/tensorrt/bin/trtexec" if __import__(
     "/usr/src/tensorrt/bin/trtexec") else None)
 print(f"setup: trtexec: {exe or 'not found (sudo apt install libnvinfer-bin)'}")
 PY
+    # the L4T release -> JetPack -> TensorRT it expects, and whatever is missing, in one place
+    python -m se_deploy doctor || true
 fi

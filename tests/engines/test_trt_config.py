@@ -171,3 +171,38 @@ def test_profile_shapes(tmp_path):
     assert profile_shapes(static, (2, 2, 2)) == {}
     with pytest.raises(UsageError, match="fixed batch of 2"):
         profile_shapes(static, (1, 2, 4))
+
+
+# --- the timing cache: what the binding returns, handled (python/src/infer/pyCore.cpp) -----------
+
+class _TimingConfig:
+    """Answers as IBuilderConfig's binding does: ``create_timing_cache`` never raises and returns
+    None where TensorRT gives a null cache; ``set_timing_cache`` returns a bool."""
+
+    def __init__(self, created, accepted=True):
+        self.created, self.accepted, self.seen = created, accepted, []
+
+    def create_timing_cache(self, data):
+        self.seen.append(bytes(data))
+        return self.created
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        assert ignore_mismatch is False
+        return self.accepted
+
+
+def test_timing_cache_none_from_the_binding_is_one_line(tmp_path):
+    from se_deploy.engines.tensorrt.builder import _attach_timing_cache
+    from se_deploy.errors import EngineError
+
+    bad = tmp_path / "t.cache"
+    bad.write_bytes(b"not a timing cache")
+    config = _TimingConfig(created=None)
+    with pytest.raises(EngineError, match=r"timing cache .*t\.cache is corrupt .*delete it to start a new one"):
+        _attach_timing_cache(config, str(bad))
+    assert config.seen == [b"not a timing cache"] and bad.read_bytes() == b"not a timing cache"  # left as it was
+    with pytest.raises(EngineError, match="does not match this TensorRT/GPU"):
+        _attach_timing_cache(_TimingConfig(created=object(), accepted=False), str(bad))
+    fresh = _TimingConfig(created=object())
+    _attach_timing_cache(fresh, str(tmp_path / "new.cache"))  # no file yet: an empty cache, b""
+    assert fresh.seen == [b""]
