@@ -89,6 +89,12 @@ try:
     print(f"setup: torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
 except Exception as e:
     print(f"setup: torch not importable ({type(e).__name__}: {e})")
+import importlib.util
+found = [m for m in ("cuda.bindings", "cuda.cudart", "pycuda") if importlib.util.find_spec(m.split(".")[0])
+         and importlib.util.find_spec(m)]
+print(f"setup: CUDA binding for the TensorRT runner: {found[0] if found else 'none'}"
+      + ("" if found else " (pip install 'cuda-python==12.*' on JetPack 6, 'cuda-python==13.*' on JetPack 7;"
+                          " trtexec builds and times without one)"))
 exe = shutil.which("trtexec") or ("/usr/src/tensorrt/bin/trtexec" if __import__("os").path.isfile(
     "/usr/src/tensorrt/bin/trtexec") else None)
 print(f"setup: trtexec: {exe or 'not found (sudo apt install libnvinfer-bin)'}")

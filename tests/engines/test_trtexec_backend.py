@@ -10,7 +10,6 @@ passing, exit codes and file handling only, never TensorRT (the GPU path is in t
 from __future__ import annotations
 
 import json
-import os
 import stat
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from typer.testing import CliRunner
 
 from se_deploy.cli import app
 from se_deploy.engines.tensorrt.inspector import parse_engine_information
-from se_deploy.errors import EngineError, InputError, UsageError
+from se_deploy.errors import InputError, UsageError
 from se_deploy.runtime.tensorrt.trtexec_tool import (TrtexecVersion, find_trtexec, log_messages, parse_banner,
                                                      parse_device_info, read_export_layer_info, read_export_profile,
                                                      read_export_times)
