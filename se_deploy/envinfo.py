@@ -358,7 +358,7 @@ JETPACK_BY_L4T = {
     "35.6.4": "5.1.6", "35.6.3": "5.1.5", "35.6.2": "5.1.5", "35.6.1": "5.1.5", "35.6.0": "5.1.4",
     "35.5.0": "5.1.3", "35.4.1": "5.1.2", "35.3.1": "5.1.1", "35.2.1": "5.1", "35.1.0": "5.0.2",
 }
-#: L4T major.minor -> (TensorRT shipped, Python of the Ubuntu release). Sources: JetPack release notes as quoted
+#: L4T major.minor (or one exact release) -> (TensorRT shipped, Python of the Ubuntu release). Sources: JetPack release notes as quoted
 #: in NVIDIA/DL4AGX#67 (JetPack 6.0: 8.6.2), pytorch/TensorRT#3453 (6.1: 10.3), jetson_stats#603 (L4T 36.4.3:
 #: TensorRT 10.3.0.30), NVlabs/FoundationStereo#208 and jetson_stats#820 (L4T 38.2.2 / 38.4.0: 10.13.3.9),
 #: cyrusbehr/YOLOv8-TensorRT-CPP#67 (JetPack 5.1.x: 8.5.2), OE4T/meta-tegra PR 2224/2243 (L4T 39.2: 10.16).
@@ -366,7 +366,9 @@ TENSORRT_BY_L4T = {
     "35.1": ("8.4.1", "3.8"), "35.2": ("8.5.2", "3.8"), "35.3": ("8.5.2", "3.8"), "35.4": ("8.5.2", "3.8"),
     "35.5": ("8.5.2", "3.8"), "35.6": ("8.5.2", "3.8"),
     "36.2": ("8.6.2", "3.10"), "36.3": ("8.6.2", "3.10"), "36.4": ("10.3.0", "3.10"), "36.5": ("10.3.0", "3.10"),
-    "38.2": ("10.13.3", "3.12"), "38.4": ("10.13.3", "3.12"), "39.2": ("10.16", "3.12"),
+    "38.2": ("10.13.3", "3.12"), "38.4": ("10.13.3", "3.12"),
+    # JetPack 7.2 itself only: 7.2.2 and later ship TensorRT 11, under L4T numbers not on record here
+    "39.2.0": ("10.16", "3.12"),
 }
 #: Tegra SoC (device-tree ``compatible``) -> (family, CUDA compute capability).
 TEGRA_SOCS = {"tegra264": ("Thor", "11.0"), "tegra234": ("Orin", "8.7"), "tegra194": ("Xavier", "7.2"),
@@ -382,7 +384,7 @@ def jetson_release(l4t: str | None) -> dict:
     parts = l4t.split(".")
     full = ".".join((parts + ["0", "0"])[:3])
     out["jetpack"] = JETPACK_BY_L4T.get(full, UNKNOWN)
-    trt = TENSORRT_BY_L4T.get(".".join(parts[:2]))
+    trt = TENSORRT_BY_L4T.get(full) or TENSORRT_BY_L4T.get(".".join(parts[:2]))
     if trt:
         out["tensorrt"], out["python"] = trt
     return out

@@ -417,3 +417,11 @@ def test_lock_clocks_off_runs_nothing():
     with locked_clocks(False, run=runs, which=_which(), is_root=lambda: True) as state:
         pass
     assert runs.calls == [] and state == {"requested": False, "locked": False, "reason": None}
+
+
+def test_l4t_releases_without_a_record_say_unknown_rather_than_a_neighbours_tensorrt():
+    from se_deploy.envinfo import jetson_release
+
+    assert jetson_release("39.2.0")["tensorrt"] == "10.16"  # JetPack 7.2 (OE4T/meta-tegra PR 2224)
+    assert jetson_release("39.2.2")["tensorrt"] == UNKNOWN  # a later 7.2.x may bring TensorRT 11
+    assert jetson_release("36.4.7")["tensorrt"] == "10.3.0"  # the whole R36.4 line ships 10.3
