@@ -33,7 +33,8 @@ from se_deploy.errors import EngineError, MissingDependencyError, UsageError
 
 CUDA_PYTHON_HINT = ("pip install cuda-python (matching your CUDA major version: cuda-python 12.x for a CUDA 12 "
                     "driver such as JetPack 6, 13.x needs a CUDA 13 driver)")
-PYCUDA_HINT = "pip install pycuda (on a Jetson: sudo apt install python3-pycuda, or pip with the CUDA toolkit on PATH)"
+# Ubuntu's python3-pycuda package pulls Ubuntu's own CUDA toolkit, which does not match JetPack's: build from pip
+PYCUDA_HINT = "pip install pycuda (it compiles against the CUDA toolkit: on a Jetson put /usr/local/cuda/bin on PATH)"
 
 
 @dataclass
