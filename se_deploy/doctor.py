@@ -2,19 +2,73 @@
 
 from __future__ import annotations
 
+import glob
+import sys
+
 from se_deploy.envinfo import capture_environment
+from se_deploy.errors import SeDeployError
 from se_deploy.runtime.registry import install_hint, list_backends
+from se_deploy.runtime.tensorrt._trt import unsupported_version
+from se_deploy.runtime.tensorrt.trtexec_tool import find_trtexec, probe_version
 
 UNKNOWN = "unknown"
+#: Where JetPack's python3-libnvinfer installs the TensorRT bindings (the system Python's dist-packages).
+SYSTEM_TENSORRT_GLOB = "/usr/lib/python3*/dist-packages/tensorrt"
 
 
-def diagnose(env: dict, backends: list[dict]) -> list[dict]:
+def _in_isolated_venv() -> bool:
+    """True in a venv that cannot see the system site-packages (created without --system-site-packages)."""
+    if sys.prefix == getattr(sys, "base_prefix", sys.prefix):
+        return False
+    try:
+        with open(f"{sys.prefix}/pyvenv.cfg") as f:
+            return "include-system-site-packages = true" not in f.read().replace("\t", " ")
+    except OSError:
+        return False
+
+
+def system_tensorrt() -> dict:
+    """Where the system Python has TensorRT's bindings (JetPack), and whether this interpreter is shut off from it."""
+    found = sorted(glob.glob(SYSTEM_TENSORRT_GLOB))
+    return {"paths": found, "isolated_venv": _in_isolated_venv()}
+
+
+def trtexec_info() -> dict:
+    """trtexec's path and TensorRT version, or why it is not usable."""
+    try:
+        exe = find_trtexec()
+    except SeDeployError as e:
+        return {"path": None, "error": str(e)}
+    if exe is None:
+        return {"path": None}
+    try:
+        return {"path": exe, "version": str(probe_version(exe, timeout=30))}
+    except SeDeployError as e:
+        return {"path": exe, "error": str(e)}
+
+
+def diagnose(env: dict, backends: list[dict], *, system_trt: dict | None = None,
+             trtexec: dict | None = None) -> list[dict]:
     """Missing pieces as ``{"component", "why", "install"}``, most important first."""
     jetson = bool(env.get("jetson", {}).get("is_jetson")) if isinstance(env.get("jetson"), dict) else False
     missing: list[dict] = []
+    system_trt = system_trt or {"paths": [], "isolated_venv": False}
     for b in backends:
         if not b["available"]:
-            missing.append({"component": b["name"], "why": b["reason"], "install": b["install"]})
+            entry = {"component": b["name"], "why": b["reason"], "install": b["install"]}
+            if b["name"] == "tensorrt" and system_trt["paths"] and system_trt["isolated_venv"] \
+                    and "not importable" in (b["reason"] or ""):
+                entry["why"] = (f"the system Python has TensorRT's bindings ({system_trt['paths'][0]}), but this venv "
+                                "was created without --system-site-packages and cannot see them")
+                entry["install"] = ("recreate the venv: rm -rf .venv && bash scripts/setup.sh (on a Jetson it uses "
+                                    "--system-site-packages)")
+            if b["name"] == "tensorrt" and (trtexec or {}).get("path"):
+                entry["why"] += f"; meanwhile build-engine and bench --backend trtexec use {trtexec['path']}"
+            missing.append(entry)
+        elif b["name"] == "tensorrt" and b.get("version") and unsupported_version(str(b["version"])):
+            missing.append({"component": "tensorrt version", "why": unsupported_version(str(b["version"])),
+                            "install": "flash JetPack 6.0 or newer (sudo apt install nvidia-jetpack after an upgrade)"
+                            if jetson else "pip install 'tensorrt>=10.3'"})
     gpu = env.get("gpu") if isinstance(env.get("gpu"), dict) else {}
     has_gpu = bool(gpu.get("gpus")) or jetson
     trt = next((b for b in backends if b["name"] == "tensorrt"), None)
@@ -45,10 +99,15 @@ def diagnose(env: dict, backends: list[dict]) -> list[dict]:
     return missing
 
 
-def doctor_report(env: dict | None = None, backends: list | None = None) -> dict:
-    """The full doctor report as a JSON-ready dict (``env``/``backends`` injectable for tests)."""
+def doctor_report(env: dict | None = None, backends: list | None = None, *, system_trt: dict | None = None,
+                  trtexec: dict | None = None) -> dict:
+    """The full doctor report as a JSON-ready dict (everything injectable for tests)."""
     if env is None:
         env = capture_environment(tegrastats_s=1.0)
+    if system_trt is None:
+        system_trt = system_tensorrt()
+    if trtexec is None:
+        trtexec = trtexec_info()
     jetson_info = env.get("jetson") if isinstance(env.get("jetson"), dict) else {}
     if backends is None:
         backends = list_backends(jetson=bool(jetson_info.get("is_jetson")))
@@ -63,7 +122,9 @@ def doctor_report(env: dict | None = None, backends: list | None = None) -> dict
         "tensorrt": trt_env.get("version", UNKNOWN),
         "dla_cores": trt_env.get("dla_cores", UNKNOWN),
         "jetson": jetson_info,
-        "missing": diagnose(env, bdicts),
+        "trtexec": trtexec,
+        "system_tensorrt": system_trt,
+        "missing": diagnose(env, bdicts, system_trt=system_trt, trtexec=trtexec),
         "environment": env,
     }
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from se_deploy.errors import first_line
 
+import contextlib
 import importlib
 import importlib.metadata
 import os
@@ -22,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -127,6 +129,7 @@ class Probes:
     package_version: Callable[[str], str | None] = _package_version
     tensorrt: Callable[[], dict] = _tensorrt_probe
     ort_providers: Callable[[], list[str] | None] = field(default=lambda: _ort_providers())
+    cuda: Callable[[], dict] = field(default=lambda: _cuda_probe())
 
 
 def _ort_providers() -> list[str] | None:
@@ -300,11 +303,22 @@ def parse_jetson_clocks(text: str) -> dict:
     return out
 
 
+#: tegrastats reports a sensor that is powered off as -256C (AGX Orin CV0/CV1/CV2 and GPU when idle).
+_TEMP_OFF = -256.0
+#: Rails that measure the whole board input; where none is present (AGX Orin) no total is claimed.
+_TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
+
+
 def parse_tegrastats(text: str) -> dict:
     """The last complete ``tegrastats`` line: RAM, CPU load, GPU load, temperatures, power rails.
 
-    Handles both the current ``VDD_IN 4930mW/4930mW`` and the older ``POM_5V_IN 3000/3000``
-    power formats.
+    Handles the JetPack 6 form ``VDD_GPU_SOC 2340mW/2340mW`` (now/average), the JetPack 7.2
+    form with three values (``5139mW/5139mW/5139mW``), lower-case ``cpu@52.968C/52.968C``
+    temperatures, and the pre-JetPack-5 form without units (``VDD_IN 5297/5297``, ``POM_5V_IN
+    3000/3000``). Sensors reported as -256C are off and left out, and so are ``NC`` (not
+    connected) rails. ``power_total_mw`` is the board input rail (``VDD_IN``, ``POM_5V_IN``);
+    boards without one (AGX Orin) get ``power_rails_sum_mw``, the sum of the rails shown, which
+    is not the board's total draw.
     """
     lines = text.splitlines()
     if len(lines) > 1 and not text.endswith("\n"):
@@ -324,7 +338,11 @@ def parse_tegrastats(text: str) -> dict:
     gr3d = re.search(r"GR3D_FREQ (\d+)%", line)
     if gr3d:
         out["gpu_load_pct"] = int(gr3d.group(1))
+    gpu_freq = re.search(r"GR3D_FREQ \d+%@\[?(\d+)", line)
+    if gpu_freq:
+        out["gpu_freq_mhz"] = int(gpu_freq.group(1))
     temps = {m.group(1): float(m.group(2)) for m in re.finditer(r"([A-Za-z0-9_]+)@(-?[\d.]+)C\b", line)}
+    temps = {k: v for k, v in temps.items() if v != _TEMP_OFF}
     if temps:
         out["temperatures_c"] = temps
     rails = {m.group(1): {"now_mw": int(m.group(2)), "avg_mw": int(m.group(3))}
@@ -332,12 +350,64 @@ def parse_tegrastats(text: str) -> dict:
     if not rails:
         rails = {m.group(1): {"now_mw": int(m.group(2)), "avg_mw": int(m.group(3))}
                  for m in re.finditer(r"\b((?:POM|VDD)_[A-Z0-9_]+) (\d+)/(\d+)\b", line)}
+    rails.pop("NC", None)
     if rails:
         out["power_rails_mw"] = rails
-        total = rails.get("VDD_IN") or rails.get("POM_5V_IN")
+        total = next((rails[r] for r in _TOTAL_RAILS if r in rails), None)
         if total:
             out["power_total_mw"] = total["now_mw"]
+        else:
+            out["power_rails_sum_mw"] = sum(r["now_mw"] for r in rails.values())
     return out
+
+
+# --------------------------------------------------------------------------- Jetson releases
+#: L4T release -> JetPack (rbonghi/jetson_stats ``jtop/core/jetson_variables.py`` NVIDIA_JETPACK, the JP5-JP7
+#: part; a real excerpt is in tests/fixtures/real/jetson/).
+JETPACK_BY_L4T = {
+    "39.2.0": "7.2", "38.4.0": "7.1", "38.2.2": "7.0", "38.2.1": "7.0", "38.2.0": "7.0",
+    "36.5.0": "6.2.2", "36.4.7": "6.2.1", "36.4.4": "6.2.1", "36.4.3": "6.2", "36.4.2": "6.1 (rev1)", "36.4.0": "6.1",
+    "36.3.0": "6.0", "36.2.0": "6.0 DP",
+    "35.6.4": "5.1.6", "35.6.3": "5.1.5", "35.6.2": "5.1.5", "35.6.1": "5.1.5", "35.6.0": "5.1.4",
+    "35.5.0": "5.1.3", "35.4.1": "5.1.2", "35.3.1": "5.1.1", "35.2.1": "5.1", "35.1.0": "5.0.2",
+}
+#: L4T major.minor (or one exact release) -> (TensorRT shipped, Python of the Ubuntu release). Sources: JetPack release notes as quoted
+#: in NVIDIA/DL4AGX#67 (JetPack 6.0: 8.6.2), pytorch/TensorRT#3453 (6.1: 10.3), jetson_stats#603 (L4T 36.4.3:
+#: TensorRT 10.3.0.30), NVlabs/FoundationStereo#208 and jetson_stats#820 (L4T 38.2.2 / 38.4.0: 10.13.3.9),
+#: cyrusbehr/YOLOv8-TensorRT-CPP#67 (JetPack 5.1.x: 8.5.2), OE4T/meta-tegra PR 2224/2243 (L4T 39.2: 10.16).
+TENSORRT_BY_L4T = {
+    "35.1": ("8.4.1", "3.8"), "35.2": ("8.5.2", "3.8"), "35.3": ("8.5.2", "3.8"), "35.4": ("8.5.2", "3.8"),
+    "35.5": ("8.5.2", "3.8"), "35.6": ("8.5.2", "3.8"),
+    "36.2": ("8.6.2", "3.10"), "36.3": ("8.6.2", "3.10"), "36.4": ("10.3.0", "3.10"), "36.5": ("10.3.0", "3.10"),
+    "38.2": ("10.13.3", "3.12"), "38.4": ("10.13.3", "3.12"),
+    # JetPack 7.2 itself only: 7.2.2 and later ship TensorRT 11, under L4T numbers not on record here
+    "39.2.0": ("10.16", "3.12"),
+}
+#: Tegra SoC (device-tree ``compatible``) -> (family, CUDA compute capability).
+TEGRA_SOCS = {"tegra264": ("Thor", "11.0"), "tegra234": ("Orin", "8.7"), "tegra194": ("Xavier", "7.2"),
+              "tegra186": ("TX2", "6.2"), "tegra210": ("Nano/TX1", "5.3")}
+
+
+def jetson_release(l4t: str | None) -> dict:
+    """What an L4T release means: its JetPack, the TensorRT and Python it ships (``unknown`` for a release
+    se-deploy has no record of)."""
+    out: dict[str, Any] = {"l4t": l4t or UNKNOWN, "jetpack": UNKNOWN, "tensorrt": UNKNOWN, "python": UNKNOWN}
+    if not l4t:
+        return out
+    parts = l4t.split(".")
+    full = ".".join((parts + ["0", "0"])[:3])
+    out["jetpack"] = JETPACK_BY_L4T.get(full, UNKNOWN)
+    trt = TENSORRT_BY_L4T.get(full) or TENSORRT_BY_L4T.get(".".join(parts[:2]))
+    if trt:
+        out["tensorrt"], out["python"] = trt
+    return out
+
+
+def parse_device_tree_compatible(text: str) -> str | None:
+    """The Tegra SoC (``tegra234``) from ``/proc/device-tree/compatible`` (NUL-separated entries, which
+    reports often print run together: ``nvidia,p3737-0000+p3701-0000nvidia,tegra234nvidia,tegra23x``)."""
+    m = re.findall(r"tegra(\d{3})(?!x)", text or "")
+    return f"tegra{m[0]}" if m else None
 
 
 # --------------------------------------------------------------------------- capture
@@ -362,16 +432,87 @@ def _cpu_section(p: Probes) -> dict:
     }
 
 
+def _cuda_probe() -> dict:
+    """The CUDA devices as CUDA itself reports them (cuda-python, else pycuda), with the real error when the
+    driver cannot be used. On a Jetson this, not nvidia-smi, is where the GPU is found."""
+    out: dict[str, Any] = {"binding": None, "device_count": UNKNOWN, "devices": [], "error": None}
+    try:
+        try:
+            from cuda.bindings import runtime as rt
+        except ImportError:
+            from cuda import cudart as rt  # cuda-python < 12.6
+    except Exception:
+        rt = None
+    if rt is not None:
+        out["binding"] = "cuda-python"
+        err, n = rt.cudaGetDeviceCount()
+        if err == rt.cudaError_t.cudaSuccess:
+            out["device_count"] = int(n)
+            for i in range(int(n)):
+                e, prop = rt.cudaGetDeviceProperties(i)
+                if e == rt.cudaError_t.cudaSuccess:
+                    name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
+                    out["devices"].append({"name": name.rstrip("\x00"),
+                                           "compute_capability": f"{prop.major}.{prop.minor}"})
+            return out
+        if err == rt.cudaError_t.cudaErrorNoDevice:
+            out["device_count"] = 0
+            return out
+        name = rt.cudaGetErrorName(err)
+        name = name[-1] if isinstance(name, tuple) else name
+        out["error"] = name.decode() if isinstance(name, bytes) else str(name)
+    try:
+        import pycuda.driver as drv
+    except Exception:
+        return out
+    out["binding"] = "pycuda"
+    try:
+        drv.init()
+        out["device_count"] = int(drv.Device.count())
+        for i in range(out["device_count"]):
+            d = drv.Device(i)
+            out["devices"].append({"name": str(d.name()), "compute_capability": ".".join(map(str, d.compute_capability()))})
+        out["error"] = None
+    except Exception as e:
+        out["error"] = (out["error"] + "; " if out["error"] else "") + f"pycuda: {first_line(e)}"
+    return out
+
+
+def _jetson_board(p: Probes) -> dict:
+    """Whether this is a Jetson (``/etc/nv_tegra_release``, or a Jetson/DRIVE device-tree model), its model and SoC."""
+    model = ""
+    for path in ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model"):
+        model = (p.read(path) or "").replace("\x00", "").strip()
+        if model:
+            break
+    release = p.read("/etc/nv_tegra_release")
+    soc = parse_device_tree_compatible(p.read("/proc/device-tree/compatible") or "")
+    is_jetson = bool(release) or "jetson" in model.lower() or "drive" in model.lower()
+    return {"is_jetson": is_jetson, "model": model or UNKNOWN, "release_text": release, "soc": soc}
+
+
 def _gpu_section(p: Probes) -> dict:
     out: dict[str, Any] = {"gpus": [], "cuda_driver_version": UNKNOWN, "cuda_toolkit_version": UNKNOWN,
                            "nvidia_smi": False}
-    q = p.run(["nvidia-smi", f"--query-gpu={','.join(_SMI_FIELDS)}", "--format=csv,noheader,nounits"], 10.0)
-    if q:
-        out["nvidia_smi"] = True
-        out["gpus"] = parse_nvidia_smi_query(q)
-        header = p.run(["nvidia-smi"], 10.0)
-        if header:
-            out["cuda_driver_version"] = parse_smi_cuda_version(header) or UNKNOWN
+    board = _jetson_board(p)
+    if board["is_jetson"]:
+        # nvidia-smi on a Jetson reports "Orin (nvgpu)" with memory "Not Supported" (JetPack 6) or does not exist
+        # (JetPack 5): the GPU comes from CUDA itself and the Tegra files; load and power from tegrastats.
+        cuda = p.cuda()
+        out["cuda"] = cuda
+        family, cc = TEGRA_SOCS.get(board["soc"] or "", (UNKNOWN, UNKNOWN))
+        devices = cuda.get("devices") or [{"name": family, "compute_capability": cc}]
+        out["gpus"] = [{"name": d["name"], "compute_capability": d["compute_capability"], "integrated": True,
+                        "source": "CUDA" if cuda.get("devices") else "device tree (Tegra SoC)"} for d in devices]
+        out["detected_by"] = "CUDA device query and the Tegra device tree (nvidia-smi is not read on a Jetson)"
+    else:
+        q = p.run(["nvidia-smi", f"--query-gpu={','.join(_SMI_FIELDS)}", "--format=csv,noheader,nounits"], 10.0)
+        if q:
+            out["nvidia_smi"] = True
+            out["gpus"] = parse_nvidia_smi_query(q)
+            header = p.run(["nvidia-smi"], 10.0)
+            if header:
+                out["cuda_driver_version"] = parse_smi_cuda_version(header) or UNKNOWN
     for nvcc in ("nvcc", "/usr/local/cuda/bin/nvcc"):
         text = p.run([nvcc, "--version"], 10.0)
         if text and parse_nvcc_version(text):
@@ -381,19 +522,23 @@ def _gpu_section(p: Probes) -> dict:
 
 
 def _jetson_section(p: Probes, tegrastats_s: float) -> dict:
-    model = (p.read("/proc/device-tree/model") or "").replace("\x00", "").strip()
-    release = p.read("/etc/nv_tegra_release")
-    is_jetson = bool(release) or "jetson" in model.lower() or "drive" in model.lower()
-    out: dict[str, Any] = {"is_jetson": is_jetson, "model": model or UNKNOWN, "l4t": UNKNOWN,
-                           "jetpack": UNKNOWN, "power_mode": UNKNOWN, "power_mode_id": UNKNOWN,
+    board = _jetson_board(p)
+    release = board["release_text"]
+    out: dict[str, Any] = {"is_jetson": board["is_jetson"], "model": board["model"], "soc": board["soc"] or UNKNOWN,
+                           "l4t": UNKNOWN, "jetpack": UNKNOWN, "jetpack_tensorrt": UNKNOWN,
+                           "jetpack_python": UNKNOWN, "power_mode": UNKNOWN, "power_mode_id": UNKNOWN,
                            "clocks": {"locked": UNKNOWN}, "tegrastats": UNKNOWN}
-    if not is_jetson:
+    if not board["is_jetson"]:
         return out
     if release:
         out["l4t"] = parse_nv_tegra_release(release) or UNKNOWN
+    rel = jetson_release(out["l4t"] if out["l4t"] != UNKNOWN else None)
+    out["jetpack"], out["jetpack_tensorrt"], out["jetpack_python"] = rel["jetpack"], rel["tensorrt"], rel["python"]
     jp = p.run(["dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack"], 10.0)
     if jp and jp.strip():
-        out["jetpack"] = jp.strip()
+        out["jetpack_package"] = jp.strip()
+        if out["jetpack"] == UNKNOWN:
+            out["jetpack"] = jp.strip()
     nvp = p.run(["nvpmodel", "-q"], 10.0)
     if nvp:
         pm = parse_nvpmodel(nvp)
@@ -448,6 +593,63 @@ def capture_environment(*, probes: Probes | None = None, tegrastats_s: float = 1
             env[key] = UNKNOWN
             env.setdefault("probe_errors", {})[key] = f"{type(e).__name__}: {e}"
     return env
+
+
+def _jetson_clocks_exe(which: Callable[[str], str | None] = shutil.which) -> str | None:
+    found = which("jetson_clocks")
+    if found:
+        return found
+    return "/usr/bin/jetson_clocks" if os.path.isfile("/usr/bin/jetson_clocks") else None
+
+
+@contextlib.contextmanager
+def locked_clocks(enabled: bool, *, log: Callable[[str], None] = lambda msg: None,
+                  run: Callable[..., Any] = subprocess.run, which: Callable[[str], str | None] = shutil.which,
+                  is_root: Callable[[], bool] = lambda: os.geteuid() == 0):
+    """Lock a Jetson's clocks at their maximum (``jetson_clocks``) for the block, and restore them after.
+
+    The state before is saved with ``jetson_clocks --store FILE`` and put back with ``--restore FILE``,
+    so the board is left as it was found. jetson_clocks needs root: it runs directly as root, else
+    through ``sudo -n`` (no password prompt); where neither is permitted, or there is no jetson_clocks,
+    one line says so and the block runs with the clocks as they are. Yields a dict recording what was
+    done (``locked``, ``reason``, ``restored``), for the results.
+    """
+    state: dict[str, Any] = {"requested": enabled, "locked": False, "reason": None}
+    if not enabled:
+        yield state
+        return
+    exe = _jetson_clocks_exe(which)
+    prefix: list[str] = [] if is_root() else ["sudo", "-n"]
+    if exe is None:
+        state["reason"] = "jetson_clocks not found (not a Jetson?)"
+    elif prefix and (which("sudo") is None or run(["sudo", "-n", "true"], capture_output=True).returncode != 0):
+        state["reason"] = ("jetson_clocks needs root: run as root, or allow it without a password (sudoers: "
+                           f"{os.environ.get('USER', 'user')} ALL=(root) NOPASSWD: {exe})")
+    if state["reason"] is not None:
+        log(f"note: --lock-clocks not applied: {state['reason']}; clocks left as they are")
+        yield state
+        return
+    fd, store = tempfile.mkstemp(prefix="se-deploy-clocks-", suffix=".conf")
+    os.close(fd)
+    try:
+        saved = run([*prefix, exe, "--store", store], capture_output=True)
+        locked = saved.returncode == 0 and run([*prefix, exe], capture_output=True).returncode == 0
+        if not locked:
+            state["reason"] = f"{exe} failed (exit code {saved.returncode})"
+            log(f"note: --lock-clocks not applied: {state['reason']}; clocks left as they are")
+        state["locked"] = locked
+        try:
+            yield state
+        finally:
+            if saved.returncode == 0:
+                restored = run([*prefix, exe, "--restore", store], capture_output=True).returncode == 0
+                state["restored"] = restored
+                if not restored:
+                    log(f"warning: {exe} --restore {store} failed: the clocks stay locked until reboot or "
+                        f"'sudo {exe} --restore'")
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(store)
 
 
 class TegrastatsSampler:
@@ -509,6 +711,10 @@ class TegrastatsSampler:
         power = [x["power_total_mw"] for x in samples if "power_total_mw" in x]
         if power:
             out["power_mw"] = {"mean": sum(power) / len(power), "max": max(power)}
+        else:  # no board-input rail (AGX Orin): the sum of the rails shown, which is not the total draw
+            rails_sum = [x["power_rails_sum_mw"] for x in samples if "power_rails_sum_mw" in x]
+            if rails_sum:
+                out["rails_sum_mw"] = {"mean": sum(rails_sum) / len(rails_sum), "max": max(rails_sum)}
         gpu = [x["gpu_load_pct"] for x in samples if "gpu_load_pct" in x]
         if gpu:
             out["gpu_load_pct_mean"] = sum(gpu) / len(gpu)
@@ -555,6 +761,10 @@ def environment_rows(env: dict) -> list[tuple[str, str]]:
     gpus = g("gpu", "gpus", default=[]) or []
     if gpus:
         for i, gpu in enumerate(gpus):
+            if gpu.get("integrated"):  # a Jetson: found through CUDA or the device tree, not nvidia-smi
+                rows.append((f"GPU {i}", f"{gpu.get('name')} (CC {gpu.get('compute_capability')}, integrated; "
+                                         f"{gpu.get('source')})"))
+                continue
             rows.append((f"GPU {i}", f"{gpu.get('name')} (driver {gpu.get('driver')}, CC {gpu.get('compute_capability')}, "
                                      f"SM {gpu.get('sm_clock_mhz')}/{gpu.get('max_sm_clock_mhz')} MHz)"))
     else:
@@ -564,14 +774,20 @@ def environment_rows(env: dict) -> list[tuple[str, str]]:
     if g("jetson", "is_jetson", default=False):
         rows += [
             ("Jetson model", str(g("jetson", "model"))),
-            ("L4T / JetPack", f"{g('jetson', 'l4t')} / {g('jetson', 'jetpack')}"),
+            ("L4T / JetPack", f"{g('jetson', 'l4t')} / {g('jetson', 'jetpack')} (ships TensorRT "
+                              f"{g('jetson', 'jetpack_tensorrt')}, Python {g('jetson', 'jetpack_python')})"),
             ("Power mode", f"{g('jetson', 'power_mode')} (id {g('jetson', 'power_mode_id')})"),
             ("Clocks locked", str(g("jetson", "clocks", "locked"))),
         ]
         power = g("jetson", "tegrastats", "power_total_mw")
-        rows.append(("Board power (mW)", str(power)))
+        if power == UNKNOWN and g("jetson", "tegrastats", "power_rails_sum_mw") != UNKNOWN:
+            rows.append(("Rails shown by tegrastats (mW, sum)", str(g("jetson", "tegrastats", "power_rails_sum_mw"))))
+        else:
+            rows.append(("Board power (mW)", str(power)))
     return rows
 
 
-__all__ = ["UNKNOWN", "Probes", "TegrastatsSampler", "capture_environment", "environment_rows", "parse_cpuinfo", "parse_jetson_clocks",
-           "parse_nv_tegra_release", "parse_nvidia_smi_query", "parse_nvpmodel", "parse_tegrastats"]
+__all__ = ["JETPACK_BY_L4T", "TEGRA_SOCS", "TENSORRT_BY_L4T", "UNKNOWN", "Probes", "TegrastatsSampler",
+           "capture_environment", "environment_rows", "jetson_release", "locked_clocks", "parse_cpuinfo", "parse_device_tree_compatible",
+           "parse_jetson_clocks", "parse_nv_tegra_release", "parse_nvidia_smi_query", "parse_nvpmodel",
+           "parse_tegrastats"]

@@ -52,6 +52,11 @@ EngineBackend = Name("EngineBackend", [("auto", "auto")] + [(b.name, b.value) fo
                                                             if b is not Backend.torch])
 
 
+# What bench can time: every runtime, plus trtexec (NVIDIA's timing tool, which times a TensorRT plan
+# in whole runs of its own process rather than through a runner).
+BenchBackend = Name("BenchBackend", [(b.name, b.value) for b in Backend] + [("trtexec", "trtexec")])
+
+
 class BenchMode(Name):
     """singlestream: p90 latency headline (MLPerf); offline: throughput headline."""
 
@@ -72,9 +77,13 @@ class Simplifier(Name):
 
 
 class Precision(Name):
+    """What an engine computes in. ``int8fp16`` is TensorRT's best mixed build: INT8 Q/DQ, with the layers
+    left unquantized in FP16 (the Q/DQ model written with FP16 high precision), strongly typed."""
+
     fp32 = "fp32"
     fp16 = "fp16"
     int8 = "int8"
+    int8fp16 = "int8fp16"
 
 
 class QuantTarget(Name):
@@ -97,8 +106,8 @@ class PreprocessPreset(Name):
     imagenet = "imagenet"
 
 
-ALL: tuple[type[Name], ...] = (Backend, EngineBackend, BenchMode, Exporter, Simplifier, Precision, QuantTarget,
+ALL: tuple[type[Name], ...] = (Backend, EngineBackend, BenchBackend, BenchMode, Exporter, Simplifier, Precision, QuantTarget,
                                CalibMethod, PreprocessPreset)
 
-__all__ = ["ALL", "Backend", "BenchMode", "CalibMethod", "EngineBackend", "Exporter", "Name", "Precision",
+__all__ = ["ALL", "Backend", "BenchBackend", "BenchMode", "CalibMethod", "EngineBackend", "Exporter", "Name", "Precision",
            "PreprocessPreset", "QuantTarget", "Simplifier"]

@@ -106,3 +106,31 @@ def test_diagnose_reports_unavailable_backend_reason_verbatim():
                                          install="pip install torch").to_dict()])
     assert missing[0] == {"component": "torch", "why": "cannot import torch (ImportError)",
                           "install": "pip install torch"}
+
+
+def test_jetson_venv_that_cannot_see_jetpacks_tensorrt_says_how_to_fix_it():
+    """JetPack installs TensorRT's bindings in the system Python; a venv made without --system-site-packages
+    cannot import them. doctor names the cause and the fix, and the trtexec that works meanwhile."""
+    env = _jetson_env(ORIN_CLOCKS_DYNAMIC)
+    backends = [BackendInfo("tensorrt", False, reason="TensorRT Python bindings not importable (ModuleNotFoundError)",
+                            install="sudo apt install python3-libnvinfer", details={"cuda_apis": []})]
+    system = {"paths": ["/usr/lib/python3.10/dist-packages/tensorrt"], "isolated_venv": True}
+    tx = {"path": "/usr/src/tensorrt/bin/trtexec", "version": "10.3.0"}
+    report = doctor_report(env, backends, system_trt=system, trtexec=tx)
+    trt = next(m for m in report["missing"] if m["component"] == "tensorrt")
+    assert "/usr/lib/python3.10/dist-packages/tensorrt" in trt["why"] and "--system-site-packages" in trt["why"]
+    assert "bash scripts/setup.sh" in trt["install"]
+    assert "bench --backend trtexec use /usr/src/tensorrt/bin/trtexec" in trt["why"]
+    assert report["trtexec"] == tx
+    out = _Capture()
+    _print_report(report, out)
+    assert "ok       trtexec 10.3.0 (/usr/src/tensorrt/bin/trtexec)" in "\n".join(out.lines)
+    assert "ships TensorRT 10.3.0, Python 3.10" in "\n".join(out.lines)
+
+
+def test_tensorrt_older_than_8_6_is_named_with_the_jetpack_that_brings_a_supported_one():
+    env = _jetson_env(ORIN_CLOCKS_DYNAMIC)
+    backends = [BackendInfo("tensorrt", True, "8.5.2.2", details={"cuda_apis": ["pycuda"]})]
+    report = doctor_report(env, backends, system_trt={"paths": [], "isolated_venv": False}, trtexec={"path": None})
+    (old,) = [m for m in report["missing"] if m["component"] == "tensorrt version"]
+    assert old["why"].startswith("TensorRT 8.5.2.2 is older than 8.6") and "JetPack 6.0" in old["why"]

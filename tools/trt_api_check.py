@@ -18,6 +18,12 @@ is itself reported, so the convention cannot silently lapse):
 * the public methods of a class deriving from ``trt.X`` (calibrators): TensorRT only
   calls them if ``X`` has a member of that name (the manifests list the names TensorRT
   looks up on its trampoline classes too);
+* a class deriving from a TensorRT callback interface must also *define* the methods TensorRT
+  calls on it that have no implementation in the base (:data:`REQUIRED_OVERRIDES`; the
+  binding prints "was not overriden" and hands TensorRT a null answer otherwise). A group of
+  alternatives (``IOutputAllocator.reallocate_output`` / ``reallocate_output_async``) is met
+  by any member of the group that exists in that version: 8.6 has no async variant, and
+  10.x falls back to ``reallocate_output`` when the async one is not overridden;
 * a class written once for several TensorRT bases, as Polygraphy writes its calibrator:
   ``class C(base)`` inside a factory decorated ``@trt_bases("X", "Y")`` whose first
   parameter is ``base``. Each public method must exist in *every* declared base, and each
@@ -35,9 +41,10 @@ Which versions a name must exist in:
 * inside ``if major >= 11:`` (any comparison of a variable named ``major`` with an int
   literal) only the versions satisfying it, in ``else`` the rest; after an ``if`` whose
   body ends in ``raise``/``return``, the rest of the block gets the complement;
-* DLA names (:data:`DLA_NAMES`) are checked against :data:`DLA_VERSIONS` (10.x up to
-  10.7; 11.0/11.1 have no DLA) unless they sit under an ``if`` testing
-  ``num_DLA_cores`` (body, or after an ``if ...num_DLA_cores...: raise``).
+* DLA names (:data:`DLA_NAMES`, among them ``Runtime.DLA_core``, set before a DLA plan is
+  deserialized) are checked against :data:`DLA_VERSIONS` (8.6 and 10.x up to 10.7 run on DLA
+  hardware; 10.8+ and 11.0/11.1 have the names but no DLA device) unless they sit under an
+  ``if`` testing ``num_DLA_cores`` (body, or after an ``if ...num_DLA_cores...: raise``).
 
 Run as ``python -m tools.trt_api_check MANIFEST_DIR [FILES...]``.
 """
@@ -89,6 +96,15 @@ BASES: dict[str, tuple[str, ...]] = {
     "IInt8MinMaxCalibrator": ("IInt8Calibrator",),
     "IInt8LegacyCalibrator": ("IInt8Calibrator",),
 }
+#: Methods TensorRT calls back on a Python subclass that the base class does not implement (pure virtual in
+#: the binding's trampoline), per interface: each tuple is a group of alternatives, one of which (among
+#: those the version has) must be defined. ``python/src/infer/pyCore.cpp`` (PyOutputAllocator) and
+#: ``pyInt8.cpp`` (pyCalibratorTrampoline) on every branch from 8.6 to 11.1.
+REQUIRED_OVERRIDES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "IOutputAllocator": (("reallocate_output", "reallocate_output_async"), ("notify_shape",)),
+    "IInt8Calibrator": (("get_batch_size",), ("get_batch",), ("read_calibration_cache",),
+                        ("write_calibration_cache",)),
+}
 #: (class, member) pairs that need DLA hardware support.
 DLA_NAMES = frozenset({
     ("DeviceType", "DLA"), ("IBuilderConfig", "DLA_core"), ("Runtime", "DLA_core"),
@@ -97,7 +113,7 @@ DLA_NAMES = frozenset({
     ("MemoryPoolType", "DLA_GLOBAL_DRAM"),
 })
 #: Manifest versions whose TensorRT supports DLA (11.x regains it in 11.4.1, beyond the manifests).
-DLA_VERSIONS = frozenset({"10.3", "10.7"})
+DLA_VERSIONS = frozenset({"8.6", "10.3", "10.7"})
 DLA_GUARD_ATTR = "num_DLA_cores"
 #: Parameter names that by convention hold TensorRT objects: they must be annotated (with the
 #: TensorRT class, or with another type when they are not TensorRT objects), so their type,
@@ -502,6 +518,9 @@ class _ModuleChecker:
                 if t:
                     attrs[stmt.target.id] = t
         inner = ctx.copy(self_attrs=attrs)
+        defined = {stmt.name for stmt in cls.body if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        for trt_base in trt_bases:
+            self._required_overrides(cls, trt_base, defined, ctx.versions)
         for stmt in cls.body:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and not stmt.name.startswith("_"):
                 for trt_base in trt_bases:  # every base it may have: TensorRT calls the method only if the base has it
@@ -513,6 +532,34 @@ class _ModuleChecker:
         self._block(cls.body, inner)
         self.findings, self.uses, self._seen = saved
         self._block(cls.body, inner)
+
+    def _required_overrides(self, cls: ast.ClassDef, base: str, defined: set[str], versions: frozenset[str]) -> None:
+        """Each group of :data:`REQUIRED_OVERRIDES` of ``base`` (or a class it derives from) needs one member
+        that exists in the version and is defined in the class."""
+        interfaces = []
+        todo = [base]
+        while todo:
+            c = todo.pop()
+            if c not in interfaces:
+                interfaces.append(c)
+                todo.extend(BASES.get(c, ()))
+        for iface in interfaces:
+            for group in REQUIRED_OVERRIDES.get(iface, ()):
+                missing = []
+                for v in sorted(versions, key=_version_key):
+                    m = self.manifests[v]
+                    if not m.has_class(base):
+                        continue  # reported where the base itself is checked
+                    have = [name for name in group if m.has_member(base, name)]
+                    if have and not set(have) & defined:
+                        missing.append(v)
+                key = (cls.lineno, f"{base}.{group[0]}#required")
+                if missing and key not in self._seen:
+                    self._seen.add(key)
+                    self.findings.append(Finding(
+                        self.display, cls.lineno, f"{cls.name}.{' or '.join(group)}", tuple(missing),
+                        f"must be defined (TensorRT calls it on {base}, whose binding has no implementation), but "
+                        "is not, for"))
 
     def _bind(self, target: ast.AST, t: str | None, ctx: _Ctx) -> None:
         if isinstance(target, ast.Name):

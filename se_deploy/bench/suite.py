@@ -164,6 +164,29 @@ def capture_environment(warnings: list[str]) -> dict:
     return capture(tegrastats_s=0)
 
 
+def se_tax_comparisons(candidates: Sequence[Candidate], config: BenchConfig, models: Sequence[ModelInfo],
+                       paired: Callable[[str, str, int], tuple[list[float], list[float]]], **extra) -> list[Comparison]:
+    """The SE tax per precision and batch, for each precision with one SE and one plain candidate.
+
+    ``paired(se_key, plain_key, batch)`` gives the two latency series, paired by position; ``extra``
+    goes into each Comparison (how the pairs were formed, where that is not call by call).
+    """
+    out = []
+    info = {m.name: m for m in models}
+    for prec in dict.fromkeys(c.precision for c in candidates):
+        se = [c for c in candidates if c.precision == prec and c.role == "se"]
+        plain = [c for c in candidates if c.precision == prec and c.role == "plain"]
+        if len(se) != 1 or len(plain) != 1:
+            continue
+        for batch in config.batches:
+            xs, ys = paired(se[0].key, plain[0].key, batch)
+            tax = se_tax(xs, ys, confidence=config.confidence, n_boot=config.n_boot, seed=config.seed)
+            share = info[se[0].name].se_share if se[0].name in info else None
+            out.append(Comparison(se_model=se[0].name, plain_model=plain[0].name, precision=prec, batch=batch,
+                                  tax=tax, se_share=share, **extra))
+    return out
+
+
 def benchmark(candidates: Sequence[Candidate], config: BenchConfig, *, models: Sequence[ModelInfo] = (),
               run_name: str = "", environment: dict | None = None,
               on_progress: Callable[[str], None] | None = None) -> Results:
@@ -233,19 +256,8 @@ def benchmark(candidates: Sequence[Candidate], config: BenchConfig, *, models: S
             if isinstance(env["jetson"], dict):
                 env["jetson"]["tegrastats_during_run"] = power.summary()
 
-    comparisons = []
-    info = {m.name: m for m in models}
-    for prec in dict.fromkeys(c.precision for c in candidates):
-        se = [c for c in candidates if c.precision == prec and c.role == "se"]
-        plain = [c for c in candidates if c.precision == prec and c.role == "plain"]
-        if len(se) != 1 or len(plain) != 1:
-            continue
-        for batch in config.batches:
-            tax = se_tax(series[(se[0].key, batch)], series[(plain[0].key, batch)], confidence=config.confidence,
-                         n_boot=config.n_boot, seed=config.seed)
-            share = info[se[0].name].se_share if se[0].name in info else None
-            comparisons.append(Comparison(se_model=se[0].name, plain_model=plain[0].name, precision=prec,
-                                          batch=batch, tax=tax, se_share=share))
+    comparisons = se_tax_comparisons(candidates, config, models,
+                                     lambda se, plain, batch: (series[(se, batch)], series[(plain, batch)]))
     backends = sorted({c.backend for c in candidates})
     return Results(run={"name": run_name, "mode": config.mode, "backend": ",".join(backends),
                         "settings": config.settings()},
@@ -253,4 +265,4 @@ def benchmark(candidates: Sequence[Candidate], config: BenchConfig, *, models: S
                    profiles=profiles, warnings=warnings)
 
 
-__all__ = ["BenchConfig", "Candidate", "benchmark", "make_feed", "make_runner"]
+__all__ = ["BenchConfig", "Candidate", "benchmark", "make_feed", "make_runner", "se_tax_comparisons"]

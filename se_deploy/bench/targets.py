@@ -18,7 +18,7 @@ from se_deploy.export.passes import ablate_se
 from se_deploy.export.se_detect import find_se_blocks
 from se_deploy.export.torch_export import export_model
 from se_deploy.models import is_registered, plain_twin
-from se_deploy.names import Backend
+from se_deploy.names import Backend, BenchBackend
 from se_deploy.onnx_io import load_onnx, save_onnx
 
 PLAN_SUFFIXES = (".plan", ".engine", ".trt")
@@ -67,8 +67,8 @@ def prepare(target: str, *, backend: str | None, baseline: str, input_shape: tup
             say=lambda msg: None) -> Prepared:
     """Candidates for ``target`` (and its plain twin per ``baseline``: auto | none | PATH)."""
     backend = backend or _default_backend(target)
-    if backend not in Backend.values():
-        raise UsageError(f"backend {backend!r} is not one of {Backend.choices()}")
+    if backend not in BenchBackend.values():
+        raise UsageError(f"backend {backend!r} is not one of {BenchBackend.choices()}")
     p = Prepared()
     path = Path(target)
     if path.exists():
@@ -80,8 +80,10 @@ def prepare(target: str, *, backend: str | None, baseline: str, input_shape: tup
         kind, name = "zoo", target
     else:
         raise InputError(f"{target!r} is neither a file nor a zoo model name (see 'se-deploy models')")
-    if kind == "plan" and backend != "tensorrt":
-        raise UsageError(f"{path.name} is a TensorRT plan; bench it with --backend tensorrt")
+    if kind == "plan" and backend not in (Backend.tensorrt, BenchBackend.trtexec):
+        raise UsageError(f"{path.name} is a TensorRT plan; bench it with --backend tensorrt or trtexec")
+    if kind != "plan" and backend == BenchBackend.trtexec:
+        raise UsageError("--backend trtexec times TensorRT plans: build one first (se-deploy build-engine)")
     if kind == "onnx" and backend != Backend.onnxruntime:
         raise UsageError(f"an ONNX file runs on --backend onnxruntime; build a TensorRT plan first for {backend}")
 

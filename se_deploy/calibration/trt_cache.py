@@ -7,8 +7,10 @@ The TensorRT <= 10 implicit-calibration path (``config.int8_calibrator``'s
     /layer1/conv/Conv_output_0: 3d4ccccd
 
 One header line ``TRT-<version digits>-<algorithm>``, then one ``tensor: scale`` line per
-tensor, the scale as the big-endian IEEE-754 float32 bit pattern in 8 hex digits, with
-``scale = amax / 127``. onnxruntime's ``write_calibration_table`` writes a different format,
+tensor, the scale as the big-endian IEEE-754 float32 bit pattern in hex, with
+``scale = amax / 127``. TensorRT writes the hex unpadded (``366: 0``) and tensor names may hold
+spaces, brackets and colons (``(Unnamed Layer* 82) [Shuffle]_output: 3c56713e``,
+``input_1:0: 3c010a14``), so a line splits on its last ``": "``; this module writes 8 digits. onnxruntime's ``write_calibration_table`` writes a different format,
 and nothing in the maintained libraries writes this one, so it is written here.
 
 Tensor names are the ONNX tensor names of the graph TensorRT parses, so the ranges must be
@@ -39,7 +41,7 @@ ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", 
 INT8_MAX = 127.0
 DEFAULT_TRT_VERSION = "10.3.0"  # JetPack 6.1/6.2
 _HEADER = re.compile(r"^TRT-(\d+)-([A-Za-z0-9]+)$")
-_HEX = re.compile(r"^[0-9a-fA-F]{8}$")
+_HEX = re.compile(r"^[0-9a-fA-F]{1,8}$")  # TensorRT drops leading zeros
 
 
 def trt_version_digits(version: str | int) -> str:
@@ -67,7 +69,7 @@ def scale_to_hex(scale: float) -> str:
 
 
 def hex_to_scale(text: str) -> float:
-    return struct.unpack(">f", bytes.fromhex(text))[0]
+    return struct.unpack(">f", bytes.fromhex(text.zfill(8)))[0]
 
 
 def write_calibration_cache(path: str | Path, scales_or_amax: dict[str, float], *,
@@ -111,10 +113,10 @@ def read_calibration_cache(path: str | Path) -> tuple[str, dict[str, float]]:
                          f"TRT-100300-EntropyCalibration2")
     scales: dict[str, float] = {}
     for i, line in enumerate(lines[1:], start=2):
-        name, sep, value = line.rpartition(":")
+        name, sep, value = line.rpartition(": ")
         value = value.strip()
         if not sep or not name or not _HEX.match(value):
-            raise InputError(f"{p}:{i}: expected 'tensor_name: 8 hex digits', got {line[:80]!r}")
+            raise InputError(f"{p}:{i}: expected 'tensor_name: hex float32 bits', got {line[:80]!r}")
         scales[name] = hex_to_scale(value)
     return lines[0].strip(), scales
 

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from se_deploy.commands._options import files
-from se_deploy.names import Backend, BenchMode
+from se_deploy.names import BenchBackend, BenchMode
 
 
 class ReportAction(str, enum.Enum):
@@ -32,8 +32,11 @@ def register(command) -> None:
     @files(inputs=("target", "baseline"), outputs=("output", "html"))
     def bench(
         target: str = typer.Argument(..., metavar="MODEL_OR_ENGINE", help="Zoo name, ONNX file or TensorRT plan."),
-        backend: Optional[Backend] = typer.Option(None, "--backend",
-                                                  help="Runtime (default: tensorrt for plans, else onnxruntime)."),
+        backend: Optional[BenchBackend] = typer.Option(None, "--backend",
+                                                       help="Runtime (default: tensorrt for plans, else onnxruntime); "
+                                                            "trtexec times TensorRT plans with NVIDIA's trtexec."),
+        trtexec: Optional[str] = typer.Option(None, "--trtexec", help="The trtexec executable for --backend trtexec "
+                                              "(default: PATH, then /usr/src/tensorrt/bin/trtexec)."),
         batch: str = typer.Option("1", "--batch", help="Comma-separated batch sizes, e.g. 1,8,32."),
         threads: int = typer.Option(0, "--threads", help="Intra-op threads (0: backend default)."),
         warmup_s: float = typer.Option(1.0, "--warmup-s", help="Warm-up seconds per candidate."),
@@ -50,6 +53,9 @@ def register(command) -> None:
         confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the SE-tax interval."),
         output: Path = typer.Option(Path("results.json"), "-o", "--output", help="Where to write results.json."),
         html: Optional[Path] = typer.Option(None, "--html", help="Also render the HTML report here."),
+        lock_clocks: bool = typer.Option(False, "--lock-clocks", help="Jetson: lock the clocks at their maximum "
+                                         "(jetson_clocks, needs root or passwordless sudo) for the run, and restore "
+                                         "them after; recorded in the results."),
     ) -> None:
         import tempfile
 
@@ -58,6 +64,7 @@ def register(command) -> None:
         from se_deploy.bench.suite import BenchConfig, benchmark
         from se_deploy.bench.targets import prepare
         from se_deploy.console import console, line, note
+        from se_deploy.envinfo import locked_clocks
         from se_deploy.report.render import write_report
         from se_deploy.report.summary import print_summary
 
@@ -68,12 +75,19 @@ def register(command) -> None:
                           min_iters=min_iters, min_duration_s=min_duration_s, max_iters=max_iters, mode=mode.value,
                           confidence=confidence, profile=profile)
         shape = parse_shape(input_shape)
-
-        with tempfile.TemporaryDirectory(prefix="se-deploy-bench-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="se-deploy-bench-") as tmp, \
+                locked_clocks(lock_clocks, log=note) as clock_lock:
             prep = prepare(target, backend=backend.value if backend else None, baseline=baseline,
                            input_shape=shape, workdir=Path(tmp), say=note)
-            results = benchmark(prep.candidates, cfg, models=prep.models, run_name="", on_progress=note)
+            if backend is BenchBackend.trtexec:
+                from se_deploy.bench.trtexec_bench import bench_trtexec
+
+                results = bench_trtexec(prep.candidates, cfg, trtexec=trtexec, models=prep.models, on_progress=note)
+            else:
+                results = benchmark(prep.candidates, cfg, models=prep.models, run_name="", on_progress=note)
         results.warnings[:0] = prep.warnings
+        if lock_clocks and isinstance(results.environment.get("jetson"), dict):
+            results.environment["jetson"]["clock_lock"] = clock_lock
         save_results(results, output)
         print_summary(results, console)
         line(f"results: {output}")

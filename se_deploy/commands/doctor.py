@@ -26,6 +26,12 @@ def _print_report(report: dict, line=None) -> None:
         else:
             ver = f" {b['version']}" if b.get("version") else ""
             line(f"  missing  {b['name']}{ver}: {b['reason']}")
+    tx = report.get("trtexec") or {}
+    if tx.get("path"):
+        line(f"  {'ok' if tx.get('version') else 'broken':<8} trtexec {tx.get('version') or ''} ({tx['path']})"
+             + (f": {tx['error']}" if tx.get("error") else ""))
+    else:
+        line("  missing  trtexec: not on PATH nor in /usr/src/tensorrt/bin (JetPack: sudo apt install libnvinfer-bin)")
     line("")
     line("Machine", style="bold")
     rows = environment_rows(report["environment"])

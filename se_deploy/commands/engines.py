@@ -20,9 +20,10 @@ def _default_outputs(values) -> dict:
 
 
 def register(command) -> None:
-    @command("build-engine", help="Build a TensorRT engine (.plan + .plan.json sidecar) from an ONNX model. "
-                                  "Without TensorRT or a GPU, prints the equivalent trtexec command for the "
-                                  "target device and exits non-zero.")
+    @command("build-engine", help="Build a TensorRT engine (.plan + .plan.json sidecar) from an ONNX model, with "
+                                  "TensorRT's Python bindings, or with trtexec where the bindings are missing "
+                                  "(--trtexec, PATH, /usr/src/tensorrt/bin). Without either, or without a GPU, "
+                                  "prints the equivalent trtexec command for the target device and exits non-zero.")
     @files(inputs=("onnx", "calib_data"), outputs=("output", "calib_cache", "timing_cache"), sidecars=("output",),
            derived=_default_outputs)
     def build_engine_cmd(
@@ -33,8 +34,9 @@ def register(command) -> None:
         int8: bool = typer.Option(False, "--int8", help="INT8 engine: needs --calib-data or a Q/DQ ONNX."),
         calib_data: Optional[str] = typer.Option(None, "--calib-data", help="Calibration data: a directory of "
                                                  "images or a .npz keyed by input name."),
-        calibrator: Optional[str] = typer.Option(None, "--calibrator", help="TensorRT 10 only: implicit INT8 "
-                                                 "calibration with entropy | minmax instead of Q/DQ."),
+        calibrator: Optional[str] = typer.Option(None, "--calibrator", help="TensorRT 8.6/10 only: implicit INT8 "
+                                                 "calibration with entropy | minmax instead of Q/DQ (trtexec: "
+                                                 "entropy only)."),
         calib_cache: Optional[str] = typer.Option(None, "--calib-cache", help="TensorRT calibrator cache "
                                                   "(default: <plan>.calib.cache); read and written."),
         calib_batch_size: int = typer.Option(1, "--calib-batch-size", help="Samples per calibration batch."),
@@ -54,8 +56,13 @@ def register(command) -> None:
                                            "trtexec command reads (the Q/DQ or FP16 ONNX beside the plan; with "
                                            "--calibrator, the calibration cache, which runs calibration), print "
                                            "the command and exit 0."),
-        trt_version: Optional[int] = typer.Option(None, "--trt-version", help="Target TensorRT major (10 or 11); "
-                                                  "default: the installed one, else 10."),
+        trt_version: Optional[str] = typer.Option(None, "--trt-version", help="Target TensorRT: 8.6, 10, 11, or "
+                                                  "an exact MAJOR.MINOR.PATCH (needed for a --calibrator cache, "
+                                                  "e.g. 10.3.0 on JetPack 6.1/6.2); default: the installed one, "
+                                                  "else 10.3.0."),
+        trtexec: Optional[str] = typer.Option(None, "--trtexec", help="Build with this trtexec executable "
+                                              "(default: only where the Python bindings are missing, from PATH "
+                                              "or /usr/src/tensorrt/bin)."),
         cuda_api: Optional[str] = typer.Option(None, "--cuda-api", help="pycuda | cuda-python (default: whichever "
                                                "is installed)."),
     ) -> None:
@@ -69,7 +76,7 @@ def register(command) -> None:
             calib_batch_size=calib_batch_size, calib_size=calib_size, preprocess=preprocess,
             batch=parse_batch_range(batch) if batch is not None else None,
             workspace_mib=workspace, timing_cache=timing_cache, opt_level=opt_level, dla_core=dla_core,
-            gpu_fallback=gpu_fallback, trt_version=trt_version, cuda_api=cuda_api)
+            gpu_fallback=gpu_fallback, trt_version=trt_version, cuda_api=cuda_api, trtexec=trtexec)
         outcome = build_or_trtexec(cfg, print_only=print_trtexec, log=note)
         if outcome.metadata is None:
             raw(outcome.trtexec)

@@ -30,8 +30,10 @@ from se_deploy.names import EngineBackend, Precision, PreprocessPreset, QuantTar
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.toml"
 
-#: what the pipeline builds today (fp16 engines come later: add it here)
-BUILT_PRECISIONS = (Precision.fp32, Precision.int8)
+#: what the pipeline builds: every precision; int8fp16 (INT8 Q/DQ + FP16) only where the engines run on TensorRT
+BUILT_PRECISIONS = (Precision.fp32, Precision.fp16, Precision.int8, Precision.int8fp16)
+#: precisions that need calibration data
+CALIBRATED_PRECISIONS = (Precision.int8, Precision.int8fp16)
 
 
 def _run_name(v: str) -> str:
@@ -168,4 +170,4 @@ def load_config(path: str | os.PathLike | None = None) -> PipelineConfig:
     return PipelineConfig.from_dict(raw, source=str(p) if path is not None else "default config")
 
 
-__all__ = ["BUILT_PRECISIONS", "DEFAULT_CONFIG", "PipelineConfig", "load_config"]
+__all__ = ["BUILT_PRECISIONS", "CALIBRATED_PRECISIONS", "DEFAULT_CONFIG", "PipelineConfig", "load_config"]

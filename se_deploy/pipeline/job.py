@@ -19,10 +19,11 @@ from se_deploy.bench.results import Accuracy, load_results, save_results
 from se_deploy.bench.suite import BenchConfig, Candidate, benchmark, model_info
 from se_deploy.calibration.accuracy import evaluate
 from se_deploy.calibration.dataset import load_calibration
+from se_deploy.calibration.fp16 import Fp16Config, convert_fp16
 from se_deploy.calibration.preprocess import make_preprocess
 from se_deploy.calibration.quantize import quantize_int8
 from se_deploy.calibration.sources import LABEL_KEYS
-from se_deploy.engines.build import build_or_trtexec
+from se_deploy.engines.build import build_or_trtexec, tensorrt_quant_config
 from se_deploy.engines.tensorrt.builder import installed_tensorrt
 from se_deploy.engines.tensorrt.config import BuildConfig
 from se_deploy.errors import ConfigError, InternalError, MissingDependencyError
@@ -30,9 +31,9 @@ from se_deploy.export.passes import ablate_se
 from se_deploy.export.torch_export import export_model
 from se_deploy.files import locked_directory, refuse_clobbering, staged_artifact
 from se_deploy.models import is_registered, plain_twin
-from se_deploy.names import EngineBackend, Precision
+from se_deploy.names import EngineBackend, Precision, QuantTarget
 from se_deploy.onnx_io import load_onnx, model_input, save_onnx
-from se_deploy.pipeline.config import PipelineConfig
+from se_deploy.pipeline.config import CALIBRATED_PRECISIONS, PipelineConfig
 from se_deploy.pipeline.stages import Skip, Stage, StageResult, StageStatus, run_stages
 from se_deploy.report.render import write_report
 
@@ -159,6 +160,23 @@ def _quantize_stage(job: Job, role: str) -> Stage:
                  cfg.section_hash("quantize", "calibration"), run)
 
 
+def _fp16_stage(job: Job, role: str) -> Stage:
+    """The FP16 ONNX, checked against FP32 on the held-out inputs (calibration's converter does the proof)."""
+    out = job.onnx(role, Precision.fp16)
+
+    def run() -> str:
+        side = convert_fp16(job.onnx(role), out, Fp16Config(), eval_set=_load_npz(job.eval_set))
+        return f"cosine vs FP32 {side['numerics'].get('cosine', float('nan')):.6f} ({side['status']})"
+
+    return Stage(f"convert FP16 {job.display(role)}", [out], [job.onnx(role), job.eval_set],
+                 job.config.section_hash("model"), run)
+
+
+def _needs_calibration(job: Job) -> bool:
+    """Calibration data for INT8, and the held-out set that checks every precision against FP32."""
+    return any(p != Precision.fp32 for p in _precisions(job))
+
+
 def _load_npz(path: Path):
     import numpy as np
 
@@ -194,32 +212,63 @@ def _engine_backend(cfg: PipelineConfig) -> tuple[str, str]:
     return "onnxruntime", f"{why}: onnxruntime runs the ONNX models directly"
 
 
+def _tensorrt_engine(job: Job, role: str, prec: str) -> tuple[Path, Path]:
+    """Build the TensorRT plan of ``prec`` for ``role``; (plan, the ONNX whose precision the plan carries).
+
+    FP16 builds from the checked FP16 ONNX. INT8 and the mixed INT8+FP16 build from a Q/DQ model written
+    for TensorRT (symmetric s8) with the [quantize] settings, its unquantized layers in FP32 (int8) or FP16
+    (int8fp16): the [quantize] target serves the onnxruntime engines and may be the CPU form.
+    """
+    cfg = job.config
+    plan = job.out / role / f"engine.{prec}.plan"
+    b = cfg.bench.batches
+    batch = (min(b), max(b), max(b))
+    if prec == Precision.fp32:
+        bc = BuildConfig(onnx=str(job.onnx(role)), output=str(plan), batch=batch)
+    elif prec == Precision.fp16:
+        bc = BuildConfig(onnx=str(job.onnx(role, Precision.fp16)), output=str(plan), fp16=True, batch=batch)
+    else:
+        mixed = prec == Precision.int8fp16
+        qdq = job.onnx(role, Precision.int8)
+        if mixed or cfg.quantize.target != QuantTarget.tensorrt:
+            qdq = job.out / role / f"model.{prec}.tensorrt.onnx"
+            quantize_int8(job.onnx(role), qdq, _load_npz(job.calib),
+                          tensorrt_quant_config(Precision.fp16 if mixed else Precision.fp32, cfg.quantize))
+        bc = BuildConfig(onnx=str(qdq), output=str(plan), int8=True, fp16=mixed, batch=batch)
+    outcome = build_or_trtexec(bc, log=lambda msg: None)
+    if outcome.not_built is not None:
+        raise outcome.not_built
+    built_from = Path((outcome.metadata or {}).get("onnx", {}).get("built_from") or bc.onnx)
+    return plan, built_from
+
+
 def _engines_stage(job: Job) -> Stage:
     cfg = job.config
-    inputs = [job.onnx(r, p) for r in job.roles for p in _precisions(job)]
+    inputs = [job.onnx(r, p) for r in job.roles for p in _precisions(job) if p != Precision.int8fp16]
+    inputs += [job.calib] if any(p in CALIBRATED_PRECISIONS for p in _precisions(job)) else []
 
     def run() -> str:
         backend, why = _engine_backend(cfg)
         engines = []
         for role in job.roles:
             for prec in _precisions(job):
-                src = job.onnx(role, prec)
+                entry = {"model": job.display(role), "role": role, "precision": prec, "backend": backend}
                 if backend == "tensorrt":
-                    plan = src.with_suffix(".plan")
-                    b = cfg.bench.batches
-                    outcome = build_or_trtexec(BuildConfig(onnx=str(src), output=str(plan),
-                                                                 batch=(min(b), max(b), max(b))), log=lambda msg: None)
-                    if outcome.not_built is not None:
-                        raise outcome.not_built
-                    artifact = plan
+                    artifact, onnx = _tensorrt_engine(job, role, prec)
+                elif prec == Precision.int8fp16:
+                    # onnxruntime has no such build: the row says so instead of timing another precision
+                    engines.append({**entry, "backend": None, "skipped": "int8fp16 (INT8 Q/DQ with FP16 layers) is "
+                                    "built for TensorRT only; the engines run on onnxruntime here"})
+                    continue
                 else:
-                    artifact = src
-                engines.append({"model": job.display(role), "role": role, "precision": prec, "backend": backend,
-                                "artifact": str(artifact.relative_to(job.out)), "sha256": sha256_file(artifact)})
+                    artifact = onnx = job.onnx(role, prec)
+                engines.append({**entry, "artifact": str(artifact.relative_to(job.out)), "sha256": sha256_file(artifact),
+                                "onnx": str(onnx.relative_to(job.out)) if onnx.is_relative_to(job.out) else str(onnx)})
         write_json_atomic(job.engines, {"backend": backend, "reason": why, "engines": engines})
-        return f"{backend} ({why})"
+        skipped = sorted({e["precision"] for e in engines if e.get("skipped")})
+        return f"{backend} ({why})" + (f"; not built: {', '.join(skipped)}" if skipped else "")
 
-    return Stage("build engines", [job.engines], inputs, cfg.section_hash("engines", "bench"), run)
+    return Stage("build engines", [job.engines], inputs, cfg.section_hash("engines", "bench", "quantize"), run)
 
 
 def _accuracy_stage(job: Job) -> Stage:
@@ -233,10 +282,14 @@ def _accuracy_stage(job: Job) -> Stage:
             raise Skip("only fp32 built: nothing to compare with the FP32 reference")
 
         ev = _load_npz(job.eval_set)
+        built = json.loads(job.engines.read_text())["engines"]
         reports = {}
         for role in job.roles:
-            cands = {p: str(job.onnx(role, p)) for p in _precisions(job) if p != Precision.fp32}
-            reports[job.display(role)] = evaluate(str(job.onnx(role)), cands, ev)
+            # the ONNX each engine's precision comes from (for TensorRT, the Q/DQ or FP16 model it was built from)
+            cands = {e["precision"]: str(job.out / e["onnx"]) for e in built
+                     if e["role"] == role and e["precision"] != Precision.fp32 and not e.get("skipped")}
+            if cands:
+                reports[job.display(role)] = evaluate(str(job.onnx(role)), cands, ev)
         synthetic = (read_sidecar(job.eval_set) or {}).get("synthetic", True)
         write_json_atomic(job.accuracy, {"synthetic": synthetic, "label": SYNTHETIC_LABEL if synthetic else "",
                                          "reports": reports})
@@ -246,6 +299,7 @@ def _accuracy_stage(job: Job) -> Stage:
                 parts.append(f"{model} {prec}: top-1 agreement {e.get('top1_agreement')}%")
         return "; ".join(parts)
 
+    inputs = [job.engines] + [p for p in inputs if p.name != f"model.{Precision.int8fp16}.onnx"]
     return Stage("accuracy vs FP32", [job.accuracy], inputs, cfg.section_hash("accuracy"), run)
 
 
@@ -258,7 +312,7 @@ def _bench_stage(job: Job) -> Stage:
         bc = BenchConfig(**{**cfg.bench.model_dump(), "profile": cfg.bench.profile and man["backend"] == "onnxruntime"})
         cands = [Candidate(name=e["model"], precision=e["precision"], artifact=str(job.out / e["artifact"]),
                            role=e["role"] if job.has_plain else "other", backend=e["backend"])
-                 for e in man["engines"]]
+                 for e in man["engines"] if not e.get("skipped")]
         models = [model_info(job.display(r), r if job.has_plain else "other", str(job.onnx(r))) for r in job.roles]
         res = benchmark(cands, bc, models=models, run_name=cfg.name)
         if job.accuracy.exists():
@@ -270,12 +324,15 @@ def _bench_stage(job: Job) -> Stage:
                         data="synthetic held-out inputs" if acc.get("synthetic") else "held-out set"))
         if job.calib.exists() and (read_sidecar(job.calib) or {}).get("synthetic"):
             res.warnings.insert(0, SYNTHETIC_LABEL)
-        res.run["pipeline"] = {"config": cfg.to_dict(), "engines": man["reason"]}
+        res.run["pipeline"] = {"config": cfg.to_dict(), "engines": man["reason"],
+                               "precision_backends": {e["precision"]: e["backend"] for e in man["engines"]}}
+        res.warnings += [f"{e['model']} {e['precision']}: not built ({e['skipped']})" for e in man["engines"]
+                         if e.get("skipped")]
         save_results(res, job.results)
         return ", ".join(f"{c.precision} b{c.batch}: SE tax {c.tax['tax_pct']:+.1f}%" for c in res.comparisons)
 
     inputs = [job.engines, job.accuracy]  # hashed when the stage starts; "missing" when accuracy was skipped
-    inputs += [job.onnx(r, p) for r in job.roles for p in _precisions(job)]
+    inputs += [job.onnx(r, p) for r in job.roles for p in _precisions(job) if p != Precision.int8fp16]
     return Stage("benchmark", [job.results], inputs, cfg.section_hash("bench"), run)
 
 
@@ -308,9 +365,12 @@ def build_job(cfg: PipelineConfig, out: str | os.PathLike) -> tuple[Job, list[St
     plain_name, has_plain = _resolve_plain(cfg)
     job = Job(cfg, Path(out), cfg.model.se, plain_name, has_plain)
     stages = [_export_stage(job, r) for r in job.roles]
-    if Precision.int8 in _precisions(job):
+    if _needs_calibration(job):
         stages.append(_calibration_stage(job))
+    if Precision.int8 in _precisions(job):
         stages += [_quantize_stage(job, r) for r in job.roles]
+    if Precision.fp16 in _precisions(job):
+        stages += [_fp16_stage(job, r) for r in job.roles]
     stages += [_engines_stage(job), _accuracy_stage(job), _bench_stage(job), _report_stage(job)]
     # data read from inside the run directory must not be one of the files the run writes
     sources = {f"{s}.source": getattr(cfg, s).source for s in ("calibration", "accuracy")

@@ -49,7 +49,9 @@ def install_hint(component: str, jetson: bool) -> str:
         "tensorrt": ("sudo apt install python3-libnvinfer (TensorRT comes with JetPack; a venv needs "
                      "--system-site-packages to see it)") if jetson else
                     "pip install tensorrt (needs an NVIDIA GPU and driver)",
-        "cuda-api": ("pip install pycuda (with /usr/local/cuda/bin on PATH) or pip install cuda-python"
+        # cuda-python 13 links the CUDA 13 runtime: on JetPack 6 (CUDA 12.x) it cannot reach the driver
+        "cuda-api": ("pip install 'cuda-python==12.*' on JetPack 6 (CUDA 12), 'cuda-python==13.*' on JetPack 7 "
+                     "(CUDA 13), or pip install pycuda with /usr/local/cuda/bin on PATH"
                      if jetson else "pip install cuda-python (or pip install pycuda)"),
         "gpu-driver": ("reflash or update JetPack (sudo apt install nvidia-jetpack)" if jetson else
                        "install the NVIDIA driver (nvidia-smi must work), or build on the target device: "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -45,12 +46,40 @@ def test_version_digits(version, digits):
 
 @pytest.mark.parametrize("text, msg", [("", "first line"), ("TRT-1003-Entropy Calibration2\n", "first line"),
                                        ("TRT-100300-EntropyCalibration2\ninput 3f800000\n", ":2: expected"),
-                                       ("TRT-100300-EntropyCalibration2\ninput: 3f8000\n", ":2: expected")])
+                                       ("TRT-100300-EntropyCalibration2\ninput: 3f8000001\n", ":2: expected"),
+                                       ("TRT-100300-EntropyCalibration2\ninput:3f800000\n", ":2: expected")])
 def test_malformed_cache_is_one_line_error(tmp_path, text, msg):
     p = tmp_path / "bad.cache"
     p.write_text(text)
     with pytest.raises(InputError, match=msg):
         tc.read_calibration_cache(p)
+
+
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "calibration_cache"
+
+
+def test_what_tensorrt_writes_is_read(tmp_path):
+    """TensorRT drops leading zeros and its tensor names hold spaces, brackets and colons."""
+    p = tmp_path / "trt.cache"
+    p.write_text("TRT-8602-EntropyCalibration2\n366: 0\n(Unnamed Layer* 82) [Shuffle]_output: 3c56713e\n"
+                 "input_1:0: 3c010a14\nsmall: 3f8000\n")
+    header, scales = tc.read_calibration_cache(p)
+    assert tc.parse_header(header) == ("8602", "EntropyCalibration2")
+    assert scales == {"366": 0.0, "(Unnamed Layer* 82) [Shuffle]_output": tc.hex_to_scale("3c56713e"),
+                      "input_1:0": tc.hex_to_scale("3c010a14"), "small": tc.hex_to_scale("003f8000")}
+    assert scales["input_1:0"] == pytest.approx(0.00787, rel=1e-3)
+
+
+@pytest.mark.parametrize("path", sorted(REAL.glob("*.cache")), ids=lambda q: q.name.split("_")[2])
+def test_real_tensorrt_caches_are_read(path):
+    """Caches TensorRT 8.6 to 10.13 wrote (sources in tests/fixtures/real/README.md): every line is read."""
+    lines = path.read_text().splitlines()
+    header, scales = tc.read_calibration_cache(path)
+    assert header == lines[0] and tc.parse_header(header)[1] in tc.ALGORITHMS
+    assert len(scales) == len(lines) - 1
+    for line in lines[1:]:
+        name, _, hexbits = line.rpartition(": ")
+        assert struct.pack(">f", scales[name]).hex() == hexbits.zfill(8)  # bit for bit, NaN/inf included
 
 
 def test_write_refuses_bad_values(tmp_path):

@@ -1,6 +1,6 @@
 """The TensorRT layer uses only names that exist in every TensorRT version that runs them.
 
-Checked statically (AST + the API manifests of 10.3, 10.7, 10.13, 10.16, 11.0, 11.1 in
+Checked statically (AST + the API manifests of 8.6, 10.3, 10.7, 10.13, 10.16, 11.0, 11.1 in
 tests/engines/tensorrt_api/); TensorRT itself is never imported. The broken fixtures prove
 the check fails when it should.
 """
@@ -20,7 +20,8 @@ from tools.trt_api_check import (DLA_VERSIONS, Finding, check_files, load_manife
 from se_deploy.engines.tensorrt import calibrator as calibrator_module
 from se_deploy.engines.tensorrt.config import BuildConfig, plan_precision
 from se_deploy.onnx_io import OnnxPrecision
-from se_deploy.engines.tensorrt.trtexec import TrtexecCommand, check_trtexec_flags, trtexec_command, trtexec_problems
+from se_deploy.engines.tensorrt.trtexec import (TrtexecCommand, check_trtexec_flags, trtexec_command, trtexec_problems,
+                                                trtexec_unsupported)
 from se_deploy.errors import InternalError, UsageError
 
 HERE = Path(__file__).parent
@@ -28,9 +29,12 @@ MANIFESTS = HERE / "tensorrt_api"
 FIXTURE = HERE / "fixtures" / "broken_trt11.py"
 BASES_FIXTURE = HERE / "fixtures" / "broken_trt_bases.py"
 CALIBRATOR = Path(calibrator_module.__file__)
-ALL = ("10.3", "10.7", "10.13", "10.16", "11.0", "11.1")
-TEN = ALL[:4]
-ELEVEN = ALL[4:]
+ALL = ("8.6", "10.3", "10.7", "10.13", "10.16", "11.0", "11.1")
+TEN = ALL[1:5]
+ELEVEN = ALL[5:]
+IMPLICIT = ALL[:5]  # 8.6 and 10.x: the releases with builder precision flags and INT8 calibrators
+SHARED = next((p / "shared" / "tensorrt_api" for p in Path(__file__).resolve().parents[2:5]
+               if (p / "shared" / "tensorrt_api").is_dir()), Path("/nonexistent"))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +53,15 @@ def test_manifests_cover_every_supported_release(manifests):
     assert not manifests["11.1"].has_member("BuilderFlag", "INT8")
     assert manifests["10.3"].has_member("BuilderFlag", "INT8")
     assert manifests["10.3"].has_member("Logger", "WARNING")  # inherited from ILogger
-    assert DLA_VERSIONS <= set(TEN)
+    assert DLA_VERSIONS == {"8.6", "10.3", "10.7"}
+    assert manifests["8.6"].has_member("NetworkDefinitionCreationFlag", "EXPLICIT_BATCH")
+    assert not manifests["8.6"].has_member("NetworkDefinitionCreationFlag", "STRONGLY_TYPED")
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the shared manifests are not next to this checkout")
+def test_manifests_are_copies_of_the_shared_ones():
+    for p in sorted(SHARED.glob("*.json")):
+        assert (MANIFESTS / p.name).read_bytes() == p.read_bytes(), f"refresh tests/engines/tensorrt_api/{p.name}"
 
 
 def test_manifests_list_the_names_tensorrt_looks_up_on_overrides(manifests):
@@ -59,7 +71,12 @@ def test_manifests_list_the_names_tensorrt_looks_up_on_overrides(manifests):
             assert manifests[v].has_member("IInt8LegacyCalibrator", name), (v, name)
     for v in ALL:
         assert manifests[v].has_member("IOutputAllocator", "reallocate_output"), v
+        assert manifests[v].has_member("IOutputAllocator", "notify_shape"), v
         assert manifests[v].has_member("IErrorRecorder", "get_num_errors"), v
+        assert manifests[v].has_member("Runtime", "DLA_core") and manifests[v].has_member("Runtime", "num_DLA_cores")
+    for v in ALL[1:]:
+        assert manifests[v].has_member("IOutputAllocator", "reallocate_output_async"), v
+    assert not manifests["8.6"].has_member("IOutputAllocator", "reallocate_output_async")
 
 
 def test_tensorrt_layer_uses_only_existing_names(real):
@@ -88,7 +105,9 @@ def test_checker_resolves_types_and_version_paths_in_the_real_code(real):
         "IBuilderConfig.builder_optimization_level", "IBuilderConfig.create_timing_cache",
         "IBuilderConfig.set_timing_cache", "IOptimizationProfile.set_shape", "Builder.build_serialized_network",
         "OnnxParser.parse_from_file", "EngineInspector.get_engine_information", "IBuilderConfig.DLA_core",
-        "DeviceType.DLA", "Runtime.deserialize_cuda_engine",
+        "DeviceType.DLA", "Runtime.deserialize_cuda_engine", "Runtime.DLA_core", "Runtime.num_DLA_cores",
+        "trt.IOutputAllocator", "IOutputAllocator.reallocate_output", "IOutputAllocator.notify_shape",
+        "IExecutionContext.set_output_allocator", "ICudaEngine.is_shape_inference_io",
     }
     for name in everywhere:
         assert _versions_of(uses, name), f"{name} was not resolved by the checker"
@@ -97,7 +116,9 @@ def test_checker_resolves_types_and_version_paths_in_the_real_code(real):
                 "IBuilderConfig.set_calibration_profile", "trt.IInt8EntropyCalibrator2", "trt.IInt8MinMaxCalibrator",
                 "IInt8EntropyCalibrator2.get_batch", "IInt8MinMaxCalibrator.write_calibration_cache"}
     for name in ten_only:
-        assert _versions_of(uses, name) == {TEN}, (name, _versions_of(uses, name))
+        assert _versions_of(uses, name) == {IMPLICIT}, (name, _versions_of(uses, name))
+    assert _versions_of(uses, "NetworkDefinitionCreationFlag.EXPLICIT_BATCH") == {("8.6",)}
+    assert _versions_of(uses, "NetworkDefinitionCreationFlag.STRONGLY_TYPED") == {TEN}
 
 
 def _override_lines(uses, base):
@@ -114,26 +135,28 @@ def test_the_one_calibrator_class_is_checked_against_both_bases(real):
     assert set(entropy) == {"get_batch_size", "get_batch", "read_calibration_cache", "write_calibration_cache"}
     for name in entropy:
         for base in ("IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator"):
-            assert _versions_of(uses, f"{base}.{name}") == {TEN}
+            assert _versions_of(uses, f"{base}.{name}") == {IMPLICIT}
 
 
 @pytest.mark.parametrize("edit, expected", [
-    # a method TensorRT would never call, on either base
+    # a method TensorRT would never call, on either base (and the one it calls is gone)
     (("def get_batch_size(self)", "def get_batch_sizes(self)"),
-     {("IInt8EntropyCalibrator2.get_batch_sizes", TEN), ("IInt8MinMaxCalibrator.get_batch_sizes", TEN)}),
+     {("IInt8EntropyCalibrator2.get_batch_sizes", IMPLICIT), ("IInt8MinMaxCalibrator.get_batch_sizes", IMPLICIT),
+      ("Calibrator.get_batch_size", IMPLICIT)}),
     # a declared base that has none of the methods
     (('@trt_bases("IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator")',
       '@trt_bases("IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator", "IStreamReader")'),
-     {(f"IStreamReader.{m}", TEN) for m in
-      ("get_batch_size", "get_batch", "read_calibration_cache", "write_calibration_cache")}),
-    # the factory no longer marked 10.x-only: the calibrator bases are gone in 11.x
-    (("@serves(10)\n@trt_bases", "@trt_bases"),
+     {(f"IStreamReader.{m}", IMPLICIT) for m in
+      ("get_batch_size", "get_batch", "read_calibration_cache", "write_calibration_cache")}
+     | {("trt.IStreamReader", ("8.6",))}),
+    # the factory no longer marked 8.6/10.x-only: the calibrator bases are gone in 11.x
+    (("@serves(8, 10)\n@trt_bases", "@trt_bases"),
      {(f"{b}.{m}", ELEVEN) for b in ("IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator") for m in
       ("get_batch_size", "get_batch", "read_calibration_cache", "write_calibration_cache")}
      | {("trt.IInt8EntropyCalibrator2", ELEVEN), ("trt.IInt8MinMaxCalibrator", ELEVEN)}),
     # the declaration dropped: the class can no longer be checked
     (('@trt_bases("IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator")\n', ""),
-     {("Calibrator(base)", TEN)}),
+     {("Calibrator(base)", IMPLICIT)}),
 ])
 def test_the_real_calibrator_check_can_fail(tmp_path, manifests, edit, expected):
     source = CALIBRATOR.read_text()
@@ -222,6 +245,10 @@ def test_checker_command_line_exit_codes():
 FORBIDDEN_11 = {"--fp16", "--int8", "--best", "--calib", "--bf16", "--fp8", "--int4"}
 #: trtexec flags per version, written out independently of the builder's own table.
 VALID = {
+    8: {"--onnx", "--saveEngine", "--minShapes", "--optShapes", "--maxShapes", "--memPoolSize", "--timingCacheFile",
+        "--builderOptimizationLevel", "--useDLACore", "--allowGPUFallback", "--profilingVerbosity",
+        "--exportLayerInfo", "--skipInference", "--fp16", "--int8", "--calib", "--minShapesCalib", "--optShapesCalib",
+        "--maxShapesCalib"},
     10: {"--onnx", "--saveEngine", "--minShapes", "--optShapes", "--maxShapes", "--memPoolSize", "--timingCacheFile",
          "--builderOptimizationLevel", "--useDLACore", "--allowGPUFallback", "--profilingVerbosity",
          "--exportLayerInfo", "--skipInference", "--fp16", "--int8", "--calib", "--stronglyTyped",
@@ -237,7 +264,7 @@ def _all_commands():
     onnx_kinds = [OnnxPrecision(), OnnxPrecision(qdq_nodes=4), OnnxPrecision(fp16_tensors=3),
                   OnnxPrecision(qdq_nodes=4, fp16_tensors=3)]
     for major, fp16, int8, calib, calibrator, extras, prof, kind in itertools.product(
-            (10, 11), (False, True), (False, True), (None, "c.npz"), (None, "entropy", "minmax"),
+            (8, 10, 11), (False, True), (False, True), (None, "c.npz"), (None, "entropy", "minmax"),
             ({}, {"workspace_mib": 256, "timing_cache": "t.cache", "opt_level": 3},
              {"dla_core": 0, "gpu_fallback": True}), profiles, onnx_kinds):
         try:
@@ -247,11 +274,17 @@ def _all_commands():
         except UsageError:
             continue
         calib_shapes = {k: (v[1],) * 3 for k, v in prof.items()} if plan.calibrator else {}
+        if plan.calibrator == "minmax":  # trtexec's calibrator is IInt8EntropyCalibrator2 only
+            assert "IInt8EntropyCalibrator2" in trtexec_unsupported(plan)
+            with pytest.raises(UsageError, match="--calibrator entropy"):
+                trtexec_command(cfg, plan, "m.onnx", prof, calib_shapes=calib_shapes)
+            continue
+        assert trtexec_unsupported(plan) is None
         yield cfg, plan, trtexec_command(cfg, plan, "m.onnx", prof, calib_shapes=calib_shapes)
 
 
 def test_every_trtexec_flag_is_valid_for_its_version():
-    n = {10: 0, 11: 0}
+    n = {8: 0, 10: 0, 11: 0}
     for cfg, plan, cmd in _all_commands():
         flags = set(cmd.flags)
         assert flags <= VALID[cmd.major], (cmd.line(), flags - VALID[cmd.major])
@@ -259,11 +292,15 @@ def test_every_trtexec_flag_is_valid_for_its_version():
         if cmd.major == 11:
             assert not flags & FORBIDDEN_11, cmd.line()
             assert "--stronglyTyped" not in flags  # always on in 11.x
+        if cmd.major == 8:
+            assert "--stronglyTyped" not in flags  # 8.6 has no strongly typed networks
+            assert not plan.strongly_typed
         if cfg.workspace_mib is not None:
-            assert f"--memPoolSize=workspace:{cfg.workspace_mib}M" in cmd.args
+            unit = "" if cmd.major == 8 else "M"  # 8.6 reads a plain number of MiB
+            assert f"--memPoolSize=workspace:{cfg.workspace_mib}{unit}" in cmd.args
         assert trtexec_problems(cmd) == []
         n[cmd.major] += 1
-    assert n[10] > 50 and n[11] > 20
+    assert n[8] > 50 and n[10] > 50 and n[11] > 20
 
 
 def test_trtexec_self_check_rejects_removed_flags():

@@ -92,15 +92,56 @@ def test_trt11_int8_quantizes_to_qdq_first(model, tmp_path):
     assert cmp.cosine > 0.99, cmp
 
 
-def test_trt10_calibrator_writes_a_tensorrt_cache_for_trtexec(model, tmp_path):
+@pytest.mark.parametrize("version, header", [(None, "TRT-100300-EntropyCalibration2"),
+                                             ("10.13.3", "TRT-101303-EntropyCalibration2"),
+                                             ("8.6.2", "TRT-8602-EntropyCalibration2")])
+def test_calibrator_cache_for_trtexec_names_the_target_version(model, tmp_path, version, header):
+    """trtexec's calibrator is IInt8EntropyCalibrator2 and TensorRT ignores a cache of another version: the cache
+    se-deploy writes for ``trtexec --calib`` says EntropyCalibration2 and the --trt-version (default 10.3.0)."""
     calib = calib_npz(tmp_path / "c.npz")
-    r = invoke(model, "-o", tmp_path / "m.plan", "--int8", "--calibrator", "minmax", "--calib-data", calib,
-               "--trt-version", "10", "--print-trtexec")
+    target = ["--trt-version", version] if version else []
+    r = invoke(model, "-o", tmp_path / "m.plan", "--int8", "--calibrator", "entropy", "--calib-data", calib,
+               "--workspace", "256", *target, "--print-trtexec")
     assert r.exit_code == 0, r.output
     cache = tmp_path / "m.calib.cache"
     assert f" --int8 --calib={cache} " in r.stdout and "--stronglyTyped" not in r.stdout
     lines = cache.read_text().splitlines()
-    assert lines[0] == "TRT-100300-MinMaxCalibration" and any(ln.startswith("input: ") for ln in lines[1:])
+    assert lines[0] == header and any(ln.startswith("input: ") for ln in lines[1:])
+    workspace = "--memPoolSize=workspace:256" + ("" if version == "8.6.2" else "M")
+    assert f" {workspace} " in r.stdout
+    # the existing cache is used again only by the TensorRT it was written for
+    other = "10.3.0" if version == "8.6.2" else "8.6.2"
+    r2 = invoke(model, "-o", tmp_path / "m.plan", "--int8", "--calibrator", "entropy", "--calib-data", calib,
+                "--trt-version", other, "--print-trtexec")
+    assert r2.exit_code == 6, r2.output
+    assert f"but trtexec on TensorRT {other} reads only" in one_error_line(r2)
+    assert cache.read_text().splitlines()[0] == header  # untouched
+
+
+def test_calibrator_cache_needs_the_exact_target_version(model, tmp_path):
+    calib = calib_npz(tmp_path / "c.npz")
+    r = invoke(model, "-o", tmp_path / "m.plan", "--int8", "--calibrator", "entropy", "--calib-data", calib,
+               "--trt-version", "10.13", "--print-trtexec")
+    assert r.exit_code == 2, r.output
+    assert "pass MAJOR.MINOR.PATCH" in one_error_line(r)
+    assert not (tmp_path / "m.calib.cache").exists()
+
+
+def test_minmax_calibration_has_no_trtexec_equivalent(model, tmp_path):
+    calib = calib_npz(tmp_path / "c.npz")
+    r = invoke(model, "-o", tmp_path / "m.plan", "--int8", "--calibrator", "minmax", "--calib-data", calib,
+               "--trt-version", "10.3.0", "--print-trtexec")
+    assert r.exit_code == 2, r.output
+    assert "trtexec calibrates only with IInt8EntropyCalibrator2" in one_error_line(r)
+    assert r.stdout == "" and not (tmp_path / "m.calib.cache").exists()
+
+
+def test_print_trtexec_8_6_uses_flags_not_strong_typing(tmp_path):
+    q = qdq_model(tmp_path / "q.onnx")
+    r = invoke(q, "-o", tmp_path / "q.plan", "--int8", "--trt-version", "8.6", "--print-trtexec")
+    assert r.exit_code == 0, r.output
+    assert " --int8 " in r.stdout and "--stronglyTyped" not in r.stdout and "--fp16" not in r.stdout
+    assert "# trtexec equivalent for TensorRT 8.x" in r.stderr
 
 
 @no_trt
@@ -135,7 +176,9 @@ def test_dla_core_without_tensorrt(model, tmp_path):
     (["{model}", "--dla-core", "0"], 2, "DLA runs only FP16 and INT8 layers"),
     (["{model}", "-o", "{tmp}/no/such/dir/m.plan", "--print-trtexec"], 2, "output directory does not exist"),
     (["{qdq}", "--int8", "--calib-data", "{calib}", "--print-trtexec"], 2, "already has Q/DQ nodes"),
-    (["{model}", "--trt-version", "12", "--print-trtexec"], 2, "--trt-version must be 10 or 11"),
+    (["{model}", "--trt-version", "12", "--print-trtexec"], 2, "--trt-version must be 8.6, 10.x or 11.x"),
+    (["{model}", "--trt-version", "8.5.2", "--print-trtexec"], 2, "--trt-version must be 8.6, 10.x or 11.x"),
+    (["{model}", "--trtexec", "{tmp}/no-such-trtexec"], 2, "not an executable file"),
 ])
 def test_bad_input_is_one_line_and_non_zero(tmp_path, model, args, code, message):
     bad = tmp_path / "bad.onnx"
@@ -146,3 +189,63 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path, model, args, code, message
     assert r.exit_code == code, r.output
     assert message in one_error_line(r)
     assert not list(tmp_path.glob("*.plan*"))
+
+
+# --- the mixed INT8+FP16 build: Q/DQ written with FP16 high precision ----------------------------
+
+from se_deploy.calibration.quantize import QuantConfig  # noqa: E402
+from se_deploy.engines import build as build_module  # noqa: E402
+from se_deploy.engines.build import HIGH_PRECISION_FIELD, tensorrt_quant_config  # noqa: E402
+
+HAS_HP = HIGH_PRECISION_FIELD in QuantConfig.model_fields
+
+
+@pytest.mark.xfail(not HAS_HP, strict=True, reason="QuantConfig.high_precision (fp16 | fp32) comes with the Q/DQ "
+                   "quantizer's FP16 high precision; the mixed build passes it through tensorrt_quant_config")
+def test_quantizer_takes_the_high_precision_of_the_mixed_build():
+    assert HAS_HP
+    assert getattr(tensorrt_quant_config("fp16"), HIGH_PRECISION_FIELD) == "fp16"
+    assert getattr(tensorrt_quant_config("fp32"), HIGH_PRECISION_FIELD) == "fp32"  # --int8 alone: FP32 layers
+    assert tensorrt_quant_config("fp32").target == "tensorrt"
+
+
+@pytest.mark.parametrize("major", ["10", "11"])
+def test_mixed_build_quantizes_with_fp16_high_precision(model, tmp_path, monkeypatch, major):
+    """--int8 --fp16 --calib-data is the strongly typed Q/DQ+FP16 build on 10.x and 11.x (no precision flags)."""
+    seen = {}
+    real_quantize = build_module.quantize_int8
+
+    def spy(src, out, calib, config):
+        seen["config"] = config
+        return real_quantize(src, out, calib, config)
+
+    monkeypatch.setattr(build_module, "quantize_int8", spy)
+    calib = calib_npz(tmp_path / "c.npz", n=16)
+    r = invoke(model, "-o", tmp_path / "m.plan", "--int8", "--fp16", "--calib-data", calib, "--trt-version", major,
+               "--print-trtexec")
+    if not HAS_HP:  # until the quantizer can write FP16 layers, the request is refused, never downgraded
+        assert r.exit_code == 2 and "QuantConfig.high_precision" in one_error_line(r)
+        assert r.stdout == ""
+        return
+    assert r.exit_code == 0, r.output
+    assert getattr(seen["config"], HIGH_PRECISION_FIELD) == "fp16" and seen["config"].target == "tensorrt"
+    q = tmp_path / "m.int8.onnx"
+    prec = onnx_precision(load_onnx(q))
+    assert prec.has_qdq and prec.has_fp16
+    flags = {a.split("=")[0] for a in r.stdout.split()}
+    assert not flags & {"--int8", "--fp16", "--best"}
+    assert ("--stronglyTyped" in flags) == (major == "10")
+
+
+def test_int8_alone_keeps_fp32_layers(model, tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(build_module, "quantize_int8",
+                        lambda src, out, calib, config: (seen.setdefault("config", config),
+                                                         __import__("shutil").copy(qdq_model(tmp_path / "q0.onnx"), out)))
+    r = invoke(model, "-o", tmp_path / "m.plan", "--int8", "--calib-data", calib_npz(tmp_path / "c.npz"),
+               "--trt-version", "11", "--print-trtexec")
+    assert r.exit_code == 0, r.output
+    cfg = seen["config"]
+    assert cfg.target == "tensorrt"
+    if HAS_HP:
+        assert getattr(cfg, HIGH_PRECISION_FIELD) == "fp32"

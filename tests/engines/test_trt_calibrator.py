@@ -13,12 +13,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from pathlib import Path
+
 from se_deploy.calibration.trt_cache import read_calibration_cache, write_calibration_cache
-from se_deploy.engines.tensorrt.calibrator import (CacheStore, CalibrationFeeder, calibration_batches,
+from se_deploy.engines.tensorrt.calibrator import (CacheStore, CalibrationFeeder, CallbackErrors, calibration_batches,
                                                    calibrator_from_base, make_calibrator)
 from se_deploy.runtime.tensorrt._trt import trt_bases
 from se_deploy.runtime.tensorrt.cuda import DeviceBuffer
-from se_deploy.errors import CalibrationError, InputError, InternalError
+from se_deploy.errors import CalibrationError, InternalError
+
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "calibration_cache"
 
 CACHE = (b"TRT-100300-EntropyCalibration2\n"
          b"input: 3c010204\n"
@@ -44,21 +48,56 @@ def test_cache_written_by_the_calibration_package_is_read_back(tmp_path):
     assert read_calibration_cache(path)[1]["input"] == pytest.approx(0.02)
 
 
-def test_cache_of_another_algorithm_is_not_used(tmp_path, capsys):
+def test_cache_of_another_algorithm_is_not_used(tmp_path):
     path = tmp_path / "c.cache"
     path.write_bytes(CACHE)
-    assert CacheStore(path, "minmax").read() is None
-    assert "holds EntropyCalibration2 scales, not MinMaxCalibration: recalibrating" in capsys.readouterr().err
+    notes = []
+    assert CacheStore(path, "minmax", log=notes.append).read() is None
+    assert notes == [f"note: {path} holds EntropyCalibration2 scales, not MinMaxCalibration: recalibrating (the cache "
+                     "is rewritten)"]
+
+
+def test_cache_of_another_tensorrt_version_is_not_used(tmp_path):
+    """TensorRT discards a cache whose header names another version; se-deploy does not hand it over at all."""
+    path = tmp_path / "c.cache"
+    path.write_bytes(CACHE)  # TRT-100300
+    notes = []
+    assert CacheStore(path, "entropy", trt_version="10.3.0.30", log=notes.append).read() == CACHE
+    assert CacheStore(path, "entropy", trt_version="10.13.3.9", log=notes.append).read() is None
+    assert notes == [f"note: {path} was written for TensorRT 100300 (header), this is TensorRT 10.13.3.9 (101303): "
+                     "recalibrating (the cache is rewritten)"]
+
+
+@pytest.mark.parametrize("name, digits, algorithm", [
+    ("calib_cache_TRT-8600-EntropyCalibration2_cuDLA-samples_excerpt.cache", "8600", "entropy"),
+    ("calib_cache_TRT-100900-EntropyCalibration2_DEIMKit_excerpt.cache", "100900", "entropy"),
+    ("calib_cache_TRT-101000-EntropyCalibration2_radioml-transformer_excerpt.cache", "101000", "entropy"),
+    ("calib_cache_TRT-101200-EntropyCalibration2_secondkeeper_excerpt.cache", "101200", "entropy"),
+    ("calib_cache_TRT-101303-MinMaxCalibration_MPNet_excerpt.cache", "101303", "minmax"),
+])
+def test_caches_tensorrt_wrote_are_stored_verbatim_and_handed_back(tmp_path, name, digits, algorithm):
+    """Real caches (unpadded hex such as ``name: 0``, ``7f800000``, names with ':' and '/'): what TensorRT gives
+    the calibrator to store is written byte for byte and handed back to the same TensorRT version."""
+    real = (REAL / name).read_bytes()
+    assert real.startswith(f"TRT-{digits}-".encode())
+    version = f"{int(digits[:-4])}.{int(digits[-4:-2])}.{int(digits[-2:])}" if len(digits) == 6 else \
+        f"{digits[0]}.{digits[1]}.{int(digits[2:])}"
+    store = CacheStore(tmp_path / "c.cache", algorithm, trt_version=version)
+    store.write(memoryview(real))  # TensorRT hands write_calibration_cache a memoryview
+    assert (tmp_path / "c.cache").read_bytes() == real
+    assert store.read() == real
 
 
 def test_corrupt_cache_is_refused_and_nothing_is_written(tmp_path):
     path = tmp_path / "c.cache"
     store = CacheStore(path, "entropy")
-    with pytest.raises(CalibrationError, match="cannot read"):
+    with pytest.raises(CalibrationError, match="is not a TensorRT calibration cache"):
         store.write(b"calibration table from onnxruntime\nx 1.0\n")
+    with pytest.raises(CalibrationError, match="TensorRT wrote a MinMaxCalibration cache for the EntropyCalibration2"):
+        store.write(CACHE.replace(b"EntropyCalibration2", b"MinMaxCalibration"))
     assert not path.exists() and list(tmp_path.iterdir()) == []
-    path.write_bytes(b"TRT-100300-EntropyCalibration2\ninput: zz\n")
-    with pytest.raises(InputError, match="expected 'tensor_name: 8 hex digits'"):
+    path.write_bytes(b"# not a cache\ninput: 3c010204\n")
+    with pytest.raises(CalibrationError, match="first line is '# not a cache'"):
         store.read()
 
 
@@ -129,7 +168,8 @@ def test_one_calibrator_class_serves_both_bases(tmp_path, kind, base):
     mem = HostMemory()
     x = np.zeros((4, 3), np.float32)
     store = CacheStore(tmp_path / "c.cache", kind)
-    calib = make_calibrator(trt, kind, CalibrationFeeder(calibration_batches({"input": x}, 2), 1, mem), store)
+    errors = CallbackErrors()
+    calib = make_calibrator(trt, kind, CalibrationFeeder(calibration_batches({"input": x}, 2), 1, mem), store, errors)
     assert isinstance(calib, getattr(trt, base))
     assert calib.base_initialised == base  # the trampoline's __init__ ran
     assert calib.get_batch_size() == 1
@@ -138,18 +178,62 @@ def test_one_calibrator_class_serves_both_bases(tmp_path, kind, base):
     cache = CACHE.replace(b"EntropyCalibration2", b"MinMaxCalibration") if kind == "minmax" else CACHE
     calib.write_calibration_cache(memoryview(cache))
     assert calib.read_calibration_cache() == cache
+    errors.raise_first()  # nothing went wrong
+
+
+def _calibrator(tmp_path, feeder, errors):
+    return make_calibrator(_trt_stand_in(), "entropy", feeder, CacheStore(tmp_path / "c.cache", "entropy"), errors)
+
+
+def test_an_error_in_get_batch_never_reaches_tensorrt_and_is_the_builds_error(tmp_path):
+    """TensorRT's binding would print the exception and read "no more batches"; the calibrator answers that
+    itself, keeps the exception, and the builder raises it once build_serialized_network returns."""
+    errors = CallbackErrors()
+    x = np.zeros((4, 3), np.float32)
+    calib = _calibrator(tmp_path, CalibrationFeeder(calibration_batches({"input": x}, 2), 1, HostMemory()), errors)
+    assert calib.get_batch(["images"]) is None  # the data has no "images": raises inside, None to TensorRT
+    assert calib.get_batch(["input"]) is None  # after a failure, calibration ends
+    with pytest.raises(CalibrationError, match="no array for network input") as e:
+        errors.raise_first()
+    assert "\n" not in str(e.value)
+    errors.raise_first()  # raised once
+
+
+def test_errors_outside_se_deploy_name_the_callback(tmp_path):
+    class Broken:
+        batch_size = 1
+
+        def next_pointers(self, names):
+            raise MemoryError("cudaMalloc")
+
+    errors = CallbackErrors()
+    calib = _calibrator(tmp_path, Broken(), errors)
+    assert calib.get_batch(["input"]) is None
+    with pytest.raises(CalibrationError, match=r"^the INT8 calibrator's get_batch\(\) failed: MemoryError: cudaMalloc$"):
+        errors.raise_first()
+
+
+def test_cache_callbacks_keep_their_errors_too(tmp_path):
+    errors = CallbackErrors()
+    (tmp_path / "c.cache").write_bytes(b"garbage\n")
+    calib = _calibrator(tmp_path, CalibrationFeeder([], 1, HostMemory()), errors)
+    assert calib.read_calibration_cache() is None  # TensorRT would calibrate; the build then fails with the cause
+    calib.write_calibration_cache(b"also garbage")  # the first error wins
+    with pytest.raises(CalibrationError, match="c.cache is not a TensorRT calibration cache"):
+        errors.raise_first()
 
 
 def test_calibrator_factory_refuses_a_base_it_does_not_declare(tmp_path):
     """The API check verified the class against the declared bases only, so any other is a bug."""
     trt = _trt_stand_in()
     feeder = CalibrationFeeder([], 1, HostMemory())
+    store, errors = CacheStore(tmp_path / "c.cache", "entropy"), CallbackErrors()
     with pytest.raises(InternalError, match="declares only IInt8EntropyCalibrator2, IInt8MinMaxCalibrator"):
-        calibrator_from_base(trt.IInt8LegacyCalibrator, feeder, CacheStore(tmp_path / "c.cache", "entropy"))
+        calibrator_from_base(trt.IInt8LegacyCalibrator, feeder, store, errors)
     with pytest.raises(CalibrationError, match="unknown calibrator 'legacy'"):
-        make_calibrator(trt, "legacy", feeder, CacheStore(tmp_path / "c.cache", "entropy"))
+        make_calibrator(trt, "legacy", feeder, store, errors)
     assert calibrator_from_base.__trt_bases__ == ("IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator")
-    assert calibrator_from_base.__trt_majors__ == (10,)
+    assert calibrator_from_base.__trt_majors__ == (8, 10)
 
 
 def test_trt_bases_takes_class_names():

@@ -69,3 +69,23 @@ def calib_npz(path: Path, n: int = 16, size: int = 8) -> Path:
     rng = np.random.default_rng(3)
     np.savez(str(path), input=rng.standard_normal((n, 3, size, size)).astype(np.float32))
     return path
+
+
+def nonzero_model(path: Path) -> Path:
+    """Relu then NonZero: the output's second dimension depends on the input *values* (data-dependent shape)."""
+    nodes = [helper.make_node("Relu", ["input"], ["r"]), helper.make_node("NonZero", ["r"], ["output"])]
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [4, 6])
+    y = helper.make_tensor_value_info("output", TensorProto.INT64, [2, "nnz"])
+    graph = helper.make_graph(nodes, "nonzero", [x], [y])
+    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def bf16_io_model(path: Path) -> Path:
+    """BF16 input and output around an FP32 body (Cast in, Relu, Cast out): an engine with BF16 I/O tensors."""
+    nodes = [helper.make_node("Cast", ["input"], ["x32"], to=TensorProto.FLOAT),
+             helper.make_node("Relu", ["x32"], ["r"]),
+             helper.make_node("Cast", ["r"], ["output"], to=TensorProto.BFLOAT16)]
+    x = helper.make_tensor_value_info("input", TensorProto.BFLOAT16, [2, 8])
+    y = helper.make_tensor_value_info("output", TensorProto.BFLOAT16, [2, 8])
+    graph = helper.make_graph(nodes, "bf16io", [x], [y])
+    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)

@@ -49,6 +49,7 @@ def test_tensorrt_is_reported_missing_here_with_the_install_command():
 def test_install_hints_differ_by_platform():
     assert "pip install cuda-python" in install_hint("cuda-api", jetson=False)
     assert "pip install pycuda" in install_hint("cuda-api", jetson=True)
+    assert "'cuda-python==12.*' on JetPack 6" in install_hint("cuda-api", jetson=True)  # 13.x needs a CUDA 13 driver
     assert install_hint("tensorrt", jetson=False) != install_hint("tensorrt", jetson=True)
 
 

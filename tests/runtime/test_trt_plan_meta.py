@@ -57,3 +57,15 @@ def test_mismatch_is_refused_with_one_line(tmp_path, here, reason):
 def test_sidecar_without_version_is_refused():
     assert plan_mismatches({"gpu": {"name": "Orin", "compute_capability": "8.7"}}, ORIN) == [
         "the sidecar records no TensorRT version"]
+
+
+def test_a_trtexec_built_plan_matches_the_python_version_string():
+    """trtexec's banner gives three numbers (10.3.0), the Python module four (10.3.0.30): the same release."""
+    from se_deploy.runtime.tensorrt.plan_meta import same_tensorrt
+
+    meta = {**_meta(), "tensorrt_version": "10.3.0"}
+    assert plan_mismatches(meta, ORIN) == []
+    assert same_tensorrt("8.6.2", "8.6.2.3") and not same_tensorrt("10.3.0", "10.3.1.0")
+    assert not same_tensorrt("10.3", "10.3.0.30")  # major.minor alone does not name a release
+    assert plan_mismatches({**meta, "tensorrt_version": "10.13.3"}, ORIN) == [
+        "built with TensorRT 10.13.3, this device has TensorRT 10.3.0.30"]

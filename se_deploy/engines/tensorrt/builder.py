@@ -1,4 +1,4 @@
-"""ONNX -> TensorRT plan with the TensorRT Python API, for TensorRT 10.x and 11.x.
+"""ONNX -> TensorRT plan with the TensorRT Python API, for TensorRT 8.6, 10.x and 11.x.
 
 The TensorRT-touching functions are thin and follow the conventions in ``_trt.py``
 (``trt`` from :func:`load_tensorrt`, the major version in ``major``, TensorRT objects in
@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 import numpy as np
 
 from se_deploy._util import check_output_path, sha256_file, write_bytes_atomic
-from se_deploy.runtime.tensorrt._trt import load_tensorrt, serves, trt_major
-from se_deploy.engines.tensorrt.calibrator import CacheStore, CalibrationFeeder, make_calibrator
+from se_deploy.runtime.tensorrt._trt import check_version, load_tensorrt, serves
+from se_deploy.engines.tensorrt.calibrator import CacheStore, CalibrationFeeder, CallbackErrors, make_calibrator
 from se_deploy.engines.tensorrt.config import BuildConfig, PrecisionPlan, plan_precision
 from se_deploy.runtime.tensorrt.cuda import CudaApi, get_cuda_api
 from se_deploy.engines.tensorrt.inspector import parse_engine_information
 from se_deploy.engines.tensorrt.onnx_model import profile_shapes
 from se_deploy.runtime.tensorrt.plan_meta import DeviceInfo, plan_metadata, write_plan_metadata
-from se_deploy.engines.tensorrt.trtexec import TrtexecCommand, trtexec_command
+from se_deploy.engines.tensorrt.trtexec import TrtexecCommand, trtexec_command, trtexec_unsupported
 from se_deploy.files import staged_artifact
 from se_deploy.errors import (CalibrationError, EngineError, InternalError, MissingDependencyError,
                               UsageError)
@@ -56,7 +56,11 @@ class PreparedBuild:
     profile: dict
     calib_shapes: dict
     build_onnx: str  # the ONNX that TensorRT (or trtexec) reads
-    trtexec: TrtexecCommand
+    trtexec: TrtexecCommand | None  # None when trtexec cannot build the same engine (``trtexec_unavailable`` says why)
+    trtexec_unavailable: str | None = None
+
+    def trtexec_line(self) -> str | None:
+        return self.trtexec.line() if self.trtexec is not None else None
 
 
 def prepared_onnx_path(cfg: BuildConfig, step: str) -> Path:
@@ -86,8 +90,9 @@ def describe_build(cfg: BuildConfig, plan: PrecisionPlan, prec: OnnxPrecision, i
     if plan.calibrator is not None and profile:
         bs = cfg.calib_batch_size
         calib_shapes = {name: ((bs, *m[1][1:]),) * 3 for name, m in profile.items()}
-    cmd = trtexec_command(cfg, plan, build_onnx, profile, calib_shapes=calib_shapes)
-    return PreparedBuild(cfg, plan, prec, inputs, profile, calib_shapes, build_onnx, cmd)
+    why = trtexec_unsupported(plan)
+    cmd = None if why else trtexec_command(cfg, plan, build_onnx, profile, calib_shapes=calib_shapes)
+    return PreparedBuild(cfg, plan, prec, inputs, profile, calib_shapes, build_onnx, cmd, why)
 
 
 # --- TensorRT (both majors unless marked) ---------------------------------------------------
@@ -105,13 +110,11 @@ def build_engine(prep: PreparedBuild, *, calib_batches: Iterable[Mapping[str, np
     """Build the prepared ONNX into ``prep.cfg.output`` (+ sidecar); return the sidecar metadata.
 
     ``calib_batches``: ``{input name: array}`` batches for the implicit INT8 calibrator
-    (TensorRT 10 with ``--calibrator``), one per ``get_batch`` call.
+    (TensorRT 8.6/10 with ``--calibrator``), one per ``get_batch`` call.
     """
     cfg = prep.cfg
     trt = load_tensorrt()
-    major = trt_major(trt)
-    if major not in (10, 11):
-        raise EngineError(f"TensorRT {trt.__version__} is not supported: se-deploy builds with 10.x and 11.x")
+    major = check_version(trt)
     if major != prep.plan.major:
         raise UsageError(f"the build was planned for TensorRT {prep.plan.major}.x, but TensorRT {trt.__version__} "
                          "is installed")
@@ -131,7 +134,7 @@ def _build_with(trt, major: int, prep: PreparedBuild, calib_batches, cuda: CudaA
     gpu_name, cc = cuda.device_info(0)
     log(f"building {cfg.output}: {prep.plan.describe()}")
     t0 = time.perf_counter()
-    plan_bytes = _build_serialized(trt, major, prep, calib_batches, cuda)
+    plan_bytes = _build_serialized(trt, major, prep, calib_batches, cuda, log)
     seconds = time.perf_counter() - t0
     layers = _inspect_plan(trt, plan_bytes)
     meta = plan_metadata(
@@ -142,8 +145,9 @@ def _build_with(trt, major: int, prep: PreparedBuild, calib_batches, cuda: CudaA
         layers=layers, profile=prep.profile, onnx_path=str(cfg.onnx), onnx_sha256=sha256_file(cfg.onnx),
         built_onnx_path=prep.build_onnx, build_seconds=seconds,
         options={"workspace_mib": cfg.workspace_mib, "opt_level": cfg.opt_level, "dla_core": cfg.dla_core,
-                 "gpu_fallback": cfg.gpu_fallback, "timing_cache": cfg.timing_cache, "cuda_api": cuda.name},
-        trtexec=prep.trtexec.line())
+                 "gpu_fallback": cfg.gpu_fallback, "timing_cache": cfg.timing_cache, "cuda_api": cuda.name,
+                 "builder": "tensorrt-python"},
+        trtexec=prep.trtexec_line(), trtexec_unavailable=prep.trtexec_unavailable)
     with staged_artifact(cfg.output) as staged:  # the plan and its sidecar appear together, or not at all
         write_bytes_atomic(staged.path, plan_bytes)
         write_plan_metadata(staged.path, meta)
@@ -153,12 +157,15 @@ def _build_with(trt, major: int, prep: PreparedBuild, calib_batches, cuda: CudaA
 def _network_flags(trt, major: int, strongly_typed: bool) -> int:
     if major >= 11:
         return 0  # every 11.x network is strongly typed
+    if major < 10:
+        # 8.x networks are implicit-batch unless told otherwise, and its ONNX parser needs explicit batch
+        return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     if strongly_typed:
         return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     return 0
 
 
-def _build_serialized(trt, major: int, prep: PreparedBuild, calib_batches, cuda: CudaApi) -> bytes:
+def _build_serialized(trt, major: int, prep: PreparedBuild, calib_batches, cuda: CudaApi, log: Log) -> bytes:
     cfg = prep.cfg
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -182,17 +189,22 @@ def _build_serialized(trt, major: int, prep: PreparedBuild, calib_batches, cuda:
     if cfg.timing_cache is not None:
         _attach_timing_cache(config, cfg.timing_cache)
     feeder = None
-    if major == 10:
+    callback_errors = CallbackErrors()
+    if major <= 10:
         _apply_builder_flags(trt, config, prep.plan.builder_flags)
         if prep.plan.calibrator is not None:
-            feeder = _attach_calibrator(trt, builder, config, prep, calib_batches, cuda)
+            feeder = _attach_calibrator(trt, builder, config, prep, calib_batches, cuda, callback_errors, log)
     if cfg.dla_core is not None:
         _apply_dla(trt, builder, config, cfg.dla_core, cfg.gpu_fallback)
     try:
         serialized = builder.build_serialized_network(network, config)
+    except Exception:
+        callback_errors.raise_first()  # a calibrator callback failed first: that is the cause
+        raise
     finally:
         if feeder is not None:
             feeder.close()
+    callback_errors.raise_first()  # what went wrong inside a calibrator callback is the build's error
     if serialized is None:
         raise EngineError(f"TensorRT failed to build {cfg.output} (see the TensorRT messages above)")
     if cfg.timing_cache is not None:
@@ -206,15 +218,18 @@ def _attach_timing_cache(config: "trt.IBuilderConfig", path: str) -> None:
     data = p.read_bytes() if p.exists() else b""
     try:
         cache = config.create_timing_cache(data)
-    except Exception as e:  # TensorRT raises on a corrupt or foreign cache
+    except Exception as e:  # the binding does not raise itself; kept for whatever TensorRT may throw
         raise EngineError(f"timing cache {p} cannot be used ({e}): delete it to start a new one") from None
+    if cache is None:  # the binding returns None where TensorRT returns a null cache (a corrupt blob)
+        raise EngineError(f"timing cache {p} is corrupt or not a TensorRT timing cache (TensorRT could not read "
+                          "it): delete it to start a new one")
     if not config.set_timing_cache(cache, False):
         raise EngineError(f"timing cache {p} does not match this TensorRT/GPU: delete it to start a new one")
 
 
-@serves(10)
+@serves(8, 10)
 def _apply_builder_flags(trt, config: "trt.IBuilderConfig", flags: tuple[str, ...]) -> None:
-    """Weak-typing precision flags; they exist only in TensorRT 10.x."""
+    """Weak-typing precision flags; they exist only in TensorRT 8.x and 10.x."""
     for flag in flags:
         if flag == "FP16":
             config.set_flag(trt.BuilderFlag.FP16)
@@ -224,14 +239,14 @@ def _apply_builder_flags(trt, config: "trt.IBuilderConfig", flags: tuple[str, ..
             raise InternalError(f"unknown builder precision flag {flag}")
 
 
-@serves(10)
+@serves(8, 10)
 def _attach_calibrator(trt, builder: "trt.Builder", config: "trt.IBuilderConfig", prep: PreparedBuild,
-                       batches, cuda: CudaApi) -> CalibrationFeeder:
-    """Implicit INT8 calibration (TensorRT 10.x only) over the given ``{input: array}`` batches."""
+                       batches, cuda: CudaApi, errors: CallbackErrors, log: Log) -> CalibrationFeeder:
+    """Implicit INT8 calibration (TensorRT 8.6 and 10.x) over the given ``{input: array}`` batches."""
     cfg = prep.cfg
     feeder = CalibrationFeeder(batches, 1, cuda)  # explicit-batch networks take the batch from the shape
-    store = CacheStore(cfg.resolved_calib_cache(), prep.plan.calibrator)
-    config.int8_calibrator = make_calibrator(trt, prep.plan.calibrator, feeder, store)
+    store = CacheStore(cfg.resolved_calib_cache(), prep.plan.calibrator, trt_version=str(trt.__version__), log=log)
+    config.int8_calibrator = make_calibrator(trt, prep.plan.calibrator, feeder, store, errors)
     if prep.calib_shapes:
         calib_profile = builder.create_optimization_profile()
         for name, (lo, opt, hi) in prep.calib_shapes.items():

@@ -25,13 +25,17 @@ import functools
 from typing import Callable, TypeVar
 
 from se_deploy._util import lazy_import
-from se_deploy.errors import InternalError
+from se_deploy.errors import EngineError, InternalError
 
 TENSORRT_INSTALL_HINT = ("on a Jetson it ships with JetPack (`sudo apt install python3-libnvinfer`); on x86 with an "
                          "NVIDIA GPU `pip install tensorrt`; without TensorRT use the printed trtexec command on the "
                          "target device")
 
-SUPPORTED_MAJORS = (10, 11)
+#: TensorRT majors se-deploy builds and runs with: 8 (8.6 only: JetPack 6.0), 10 and 11.
+SUPPORTED_MAJORS = (8, 10, 11)
+#: The oldest TensorRT release supported. JetPack 6.0 (L4T R36.2/R36.3) ships 8.6.2; JetPack 5 ships 8.4/8.5,
+#: whose API lacks parts of the name-based I/O, and no 8.5 API manifest is checked.
+MIN_VERSION = (8, 6)
 
 F = TypeVar("F", bound=Callable)
 
@@ -92,6 +96,34 @@ def parse_major(version: str) -> int:
     if not head.isdigit():
         raise ValueError(f"not a TensorRT version string: {version!r}")
     return int(head)
+
+
+def parse_version(version: str) -> tuple[int, ...]:
+    """``"10.3.0.30"`` -> (10, 3, 0, 30); ``"8.6"`` -> (8, 6)."""
+    parts = str(version).strip().split(".")
+    if not parts or not all(p.isdigit() for p in parts):
+        raise ValueError(f"not a TensorRT version string: {version!r}")
+    return tuple(int(p) for p in parts)
+
+
+def unsupported_version(version: str) -> str | None:
+    """Why TensorRT ``version`` cannot be used (one line), or None when it is supported."""
+    parts = parse_version(version)
+    if parts[:2] < MIN_VERSION:
+        return (f"TensorRT {version} is older than {'.'.join(map(str, MIN_VERSION))}, the oldest se-deploy supports "
+                "(JetPack 6.0 brings TensorRT 8.6.2, JetPack 6.1/6.2 bring 10.3, JetPack 7 brings 10.13): "
+                "upgrade JetPack (or TensorRT)")
+    if parts[0] not in SUPPORTED_MAJORS:
+        return (f"TensorRT {version} is not supported: se-deploy builds and runs with TensorRT 8.6, 10.x and 11.x")
+    return None
+
+
+def check_version(trt) -> int:
+    """The installed TensorRT's major version; one EngineError line when se-deploy does not support it."""
+    why = unsupported_version(str(trt.__version__))
+    if why is not None:
+        raise EngineError(why)
+    return trt_major(trt)
 
 
 def trt_major(trt) -> int:

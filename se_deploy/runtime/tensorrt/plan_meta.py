@@ -31,7 +31,7 @@ class DeviceInfo:
 
 def plan_metadata(*, device: DeviceInfo, precision: dict, layers: dict | None, profile: dict, onnx_path: str,
                   onnx_sha256: str, built_onnx_path: str, build_seconds: float, options: dict,
-                  trtexec: str) -> dict:
+                  trtexec: str | None, trtexec_unavailable: str | None = None) -> dict:
     return {
         "schema": SCHEMA,
         "tensorrt_version": device.tensorrt_version,
@@ -43,6 +43,7 @@ def plan_metadata(*, device: DeviceInfo, precision: dict, layers: dict | None, p
         "build_seconds": round(build_seconds, 3),
         "options": options,
         "trtexec_equivalent": trtexec,
+        **({"trtexec_unavailable": trtexec_unavailable} if trtexec_unavailable else {}),
     }
 
 
@@ -57,17 +58,26 @@ def read_plan_metadata(plan_path: str | Path) -> dict | None:
     return meta
 
 
+def same_tensorrt(a: str, b: str) -> bool:
+    """Whether two TensorRT version strings name the same release. trtexec reports three numbers
+    (``[TensorRT v100300]`` -> 10.3.0) where the Python module says four (``10.3.0.30``), so only the
+    numbers both give are compared, and at least major.minor.patch."""
+    pa, pb = str(a).strip().split("."), str(b).strip().split(".")
+    n = min(len(pa), len(pb))
+    return n >= 3 and pa[:n] == pb[:n]
+
+
 def plan_mismatches(meta: dict, here: DeviceInfo) -> list[str]:
     """What differs between the build recorded in ``meta`` and this device (empty when compatible).
 
-    The TensorRT version must match exactly (a plan is tied to the version that built it),
-    and so must the GPU's compute capability and name.
+    The TensorRT version must match (a plan is tied to the version that built it; see
+    :func:`same_tensorrt`), and so must the GPU's compute capability and name.
     """
     out = []
     built_trt = str(meta.get("tensorrt_version", ""))
     if not built_trt:
         out.append("the sidecar records no TensorRT version")
-    elif built_trt != here.tensorrt_version:
+    elif not same_tensorrt(built_trt, here.tensorrt_version):
         out.append(f"built with TensorRT {built_trt}, this device has TensorRT {here.tensorrt_version}")
     gpu = meta.get("gpu") or {}
     cc = str(gpu.get("compute_capability", ""))
