@@ -8,6 +8,7 @@ at the edges) so existing pre- and post-processing keep working.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -194,9 +195,11 @@ def qdq_to_high_precision(model) -> tuple[Any, dict]:
 
     before = _qdq_scales(model)
     try:
-        converted = float16.convert_float_to_float16(model, min_positive_val=FP16_TINY, max_finite_val=FP16_MAX,
-                                                     keep_io_types=True,
-                                                     op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST))
+        with warnings.catch_warnings():  # one UserWarning per clamped value; the report below counts them
+            warnings.simplefilter("ignore", UserWarning)
+            converted = float16.convert_float_to_float16(model, min_positive_val=FP16_TINY, max_finite_val=FP16_MAX,
+                                                         keep_io_types=True,
+                                                         op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST))
     except Exception as e:
         raise QuantizationError(f"writing the float layers in FP16 failed: {first_line(e)}; use --high-precision "
                                 "fp32") from None

@@ -264,7 +264,7 @@ def ranges_from_data(pre_path: Path, calib: CalibrationSet, config: QuantConfig,
     return Ranges(data, {"kind": "calibration data", "method": str(config.method)})
 
 
-def ranges_from_cache(cache_path: str | Path, model, fill: Ranges | None) -> tuple[Ranges, dict]:
+def ranges_from_cache(cache_path: str | Path, model, fill: Ranges | None) -> Ranges:
     """Ranges from a TensorRT calibration cache; tensors it lacks take ``fill``'s ranges (or a placeholder
     that :func:`_check_cache_coverage` refuses if a Q/DQ ends up using it)."""
     cache = load_calibration_cache(cache_path)
@@ -272,11 +272,11 @@ def ranges_from_cache(cache_path: str | Path, model, fill: Ranges | None) -> tup
     got = match_cache(cache, tensors)
     amax = dict(amax_of(fill.data)) if fill is not None else {t: 1.0 for t in tensors}
     amax.update(got.amax)
-    report = {"path": str(cache_path), "header": cache.header, "trt_version": cache.version_text,
+    report = {"kind": "tensorrt calibration cache", "path": str(cache_path), "header": cache.header, "trt_version": cache.version_text,
               "algorithm": cache.algorithm, "entries": len(cache.scales), "imported": len(got.amax),
               "not_in_model": list(got.not_in_model), "unusable": got.unusable, "zero_scale": list(got.zero),
               "from_cache": sorted(got.amax), "calibrated_from_data": fill is not None}
-    return Ranges(ranges_from_amax(amax), {"kind": "tensorrt calibration cache", **report}), report
+    return Ranges(ranges_from_amax(amax), report)
 
 
 def _check_cache_coverage(q_model, report: dict) -> None:
@@ -332,6 +332,75 @@ def _run_quantize_static(pre_path: Path, out_path: Path, place: qplace.Placement
         raise QuantizationError(f"onnxruntime quantize_static failed: {first}") from None
 
 
+@dataclass
+class Built:
+    """The checked INT8 graph and what went into it (for the sidecar)."""
+
+    model: Any
+    input: Any  # GraphInput
+    batch: int | None
+    se_blocks: int
+    placement: qplace.Placement
+    restored: int
+    ranges: Ranges
+    fp16_scales: dict | None
+    findings: list
+    facts: dict
+
+
+def _build(onnx_in: Path, work: Path, calib: CalibrationSet | None, config: QuantConfig,
+           trt_cache: str | Path | None, warnings: list[str]) -> Built:
+    """Steps 1-8 of the module docstring: the Q/DQ graph, placed, typed and linted; not yet written."""
+    spec, high = config.spec, config.resolved_high_precision
+    # a cache names the tensors of the very file TensorRT parsed: onnxruntime's pre-processing fusions
+    # could rename some, so an import quantizes the file as it is
+    pre_path, pre_model = prepare_model(onnx_in, work, run_pre_process=config.preprocess_model and trt_cache is None)
+    if high == HighPrecision.fp16:
+        pre_model = raise_opset(pre_model, FP16_QDQ_OPSET)
+        name_nodes(pre_model)  # the version converter adds unnamed Constant nodes
+        save_onnx(pre_model, pre_path)
+    inp = model_input(pre_model)
+    batch = None
+    if calib is not None:
+        if calib.input_name != inp.name:
+            raise CalibrationError(f"calibration data is keyed {calib.input_name!r} but the model input is "
+                                   f"{inp.name!r}")
+        batch = calibration_batch(inp.dims, config.batch_size, len(calib))
+        if len(calib) < batch:
+            raise CalibrationError(f"only {len(calib)} calibration samples, fewer than the model's batch {batch}")
+
+    irm, matches = _se_matches(pre_model)
+    excluded = {n: f"user:{p}" for p, ns in resolve_excludes(pre_model, config.exclude).items() for n in ns}
+    place = qplace.place(irm, matches, spec.name, config.resolved_se_mode, excluded)
+
+    ranges = ranges_from_data(pre_path, calib, config, inp.name, batch) if calib is not None else None
+    if trt_cache is not None:
+        ranges = ranges_from_cache(trt_cache, pre_model, ranges)
+
+    out_tmp = work / "int8.onnx"
+    _run_quantize_static(pre_path, out_tmp, place, ranges, work, config)
+    q_model = load_onnx(out_tmp, check=False)
+    if trt_cache is not None:
+        _check_cache_coverage(q_model, ranges.source)
+    restored = qplace.restore_float_inputs(q_model, place.float_edges)
+    fp16_report = None
+    if high == HighPrecision.fp16:
+        q_model, fp16_report = qdq_to_high_precision(q_model)
+        if fp16_report["moved_beyond_fp16_rounding"]:
+            warnings.append(f"{fp16_report['moved_beyond_fp16_rounding']} of {fp16_report['scales']} Q/DQ scales "
+                            "lie below FP16's normal range and moved when written in FP16 (tensors that barely "
+                            "vary); the accuracy check covers them")
+    qplace.drop_unused_opsets(q_model)
+    findings = qdq_lint.lint(q_model) if spec.name == QuantTarget.tensorrt else []
+    if findings:  # what the user's own choices (--exclude, --se-mode float, fp32) leave unfused
+        warnings.append(f"{len(findings)} Q/DQ placement finding(s) TensorRT will not fuse ("
+                        + ", ".join(f"{k} {v}" for k, v in qdq_lint.summary(findings).items())
+                        + "); the sidecar's 'lint' lists them")
+    facts = qdq_facts(q_model)
+    _check_structure(facts, findings, spec)
+    return Built(q_model, inp, batch, len(matches), place, restored, ranges, fp16_report, findings, facts)
+
+
 # --------------------------------------------------------------------------- main entry
 
 
@@ -360,55 +429,10 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
     ort_method(config.method)
 
     with tempfile.TemporaryDirectory(prefix="se_deploy_q_") as tmp:
-        work = Path(tmp)
-        pre_path, pre_model = prepare_model(onnx_in, work, run_pre_process=config.preprocess_model)
-        if high == HighPrecision.fp16:
-            pre_model = raise_opset(pre_model, FP16_QDQ_OPSET)
-            name_nodes(pre_model)  # the version converter adds unnamed Constant nodes
-            save_onnx(pre_model, pre_path)
-        inp = model_input(pre_model)
-        batch = None
-        if calib is not None:
-            if calib.input_name != inp.name:
-                raise CalibrationError(f"calibration data is keyed {calib.input_name!r} but the model input is "
-                                       f"{inp.name!r}")
-            batch = calibration_batch(inp.dims, config.batch_size, len(calib))
-            if len(calib) < batch:
-                raise CalibrationError(f"only {len(calib)} calibration samples, fewer than the model's batch {batch}")
+        built = _build(onnx_in, Path(tmp), calib, config, trt_cache, warnings)
+        save_onnx(built.model, onnx_out)
 
-        irm, matches = _se_matches(pre_model)
-        excluded = {n: f"user:{p}" for p, ns in resolve_excludes(pre_model, config.exclude).items() for n in ns}
-        place = qplace.place(irm, matches, spec.name, se_mode, excluded)
-
-        ranges = ranges_from_data(pre_path, calib, config, inp.name, batch) if calib is not None else None
-        cache_report = None
-        if trt_cache is not None:
-            ranges, cache_report = ranges_from_cache(trt_cache, pre_model, ranges)
-
-        out_tmp = work / "int8.onnx"
-        _run_quantize_static(pre_path, out_tmp, place, ranges, work, config)
-        q_model = load_onnx(out_tmp, check=False)
-        if cache_report is not None:
-            _check_cache_coverage(q_model, cache_report)
-        restored = qplace.restore_float_inputs(q_model, place.float_edges)
-        fp16_report = None
-        if high == HighPrecision.fp16:
-            q_model, fp16_report = qdq_to_high_precision(q_model)
-            if fp16_report["moved_beyond_fp16_rounding"]:
-                warnings.append(f"{fp16_report['moved_beyond_fp16_rounding']} of {fp16_report['scales']} Q/DQ "
-                                "scales lie below FP16's normal range and moved when written in FP16 (tensors that "
-                                "barely vary); the accuracy check covers them")
-        qplace.drop_unused_opsets(q_model)
-        findings = qdq_lint.lint(q_model) if spec.name == QuantTarget.tensorrt else []
-        if findings:  # what the user's own choices (--exclude, --se-mode float, fp32) leave unfused
-            warnings.append(f"{len(findings)} Q/DQ placement finding(s) TensorRT will not fuse ("
-                            + ", ".join(f"{k} {v}" for k, v in qdq_lint.summary(findings).items())
-                            + "); the sidecar's 'lint' lists them")
-        facts = qdq_facts(q_model)
-        _check_structure(facts, findings, spec)
-        save_onnx(q_model, onnx_out)
-
-    check_set = _check_set(eval_set, calib, inp)
+    check_set = _check_set(eval_set, calib, built.input)
     report = evaluate(onnx_in, {"int8": onnx_out}, check_set)
     int8 = report["candidates"]["int8"]
     status = "accepted"
@@ -428,16 +452,16 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
         "entropy_bins": config.entropy_bins if config.method == CalibMethod.entropy else None,
         "se_mode": str(se_mode),
         "high_precision": str(high),
-        "fp16_scales": fp16_report,
+        "fp16_scales": built.fp16_scales,
         "config": config.to_dict(),
-        "calibration": {**calib.describe(), "batch_size": batch} if calib is not None else None,
-        "ranges": ranges.source if cache_report is None else cache_report,
-        "se_blocks": len(matches),
-        "placement": {**place.to_dict(), "float_inputs_restored": restored},
-        "excluded_nodes": [{"node": d.node, "reason": d.rule} for d in place.decisions if not d.quantize
+        "calibration": {**calib.describe(), "batch_size": built.batch} if calib is not None else None,
+        "ranges": built.ranges.source,
+        "se_blocks": built.se_blocks,
+        "placement": {**built.placement.to_dict(), "float_inputs_restored": built.restored},
+        "excluded_nodes": [{"node": d.node, "reason": d.rule} for d in built.placement.decisions if not d.quantize
                            and d.op_type in qplace.WEIGHTED_OPS + ("Mul", "Add") + qplace.POOL_OPS],
-        "structure": facts,
-        "lint": [f.to_dict() for f in findings],
+        "structure": built.facts,
+        "lint": [f.to_dict() for f in built.findings],
         "accuracy": report,
         "warnings": warnings,
         "seconds": round(time.perf_counter() - t0, 2),

@@ -172,3 +172,34 @@ def test_fp16_high_precision_types(tmp_path):
     assert not any(i.data_type == f32 for i in model.graph.initializer)
     assert side["lint"] == [] and lint(model) == []
     assert side["accuracy"]["candidates"]["int8"]["sqnr_db"] > 25
+
+
+def test_weight_scales_are_not_enlarged_for_an_int32_bias(tmp_path):
+    """Tiny activations and a large float bias: onnxruntime enlarges the weight scales to fit an int32 bias unless
+    QDQDisableWeightAdjustForInt32Bias is set (the tensorrt target sets it; the bias stays float anyway). The
+    linter's structural check catches the enlarged form."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from se_deploy.calibration.qdq_lint import lint
+
+    g = G((1, 16, 4, 4))
+    w = (g.rng.standard_normal((16, 16, 1, 1)) * 0.1).astype(np.float32)
+    out = g.op("Conv", ["input", g.init("w", w), g.init("b", np.full(16, 50.0, np.float32))], "conv")
+    src = g.save(out, tmp_path / "f32.onnx")
+    x = (np.random.default_rng(1).standard_normal((24, 16, 4, 4)) * 1e-5).astype(np.float32)
+    side = quantize_int8(src, tmp_path / "ours.onnx", CalibrationSet(x, "input", "npz", {}),
+                         QuantConfig(preprocess_model=False))
+    assert side["lint"] == []
+
+    class Reader:
+        def __init__(self):
+            self.it = iter([{"input": x[i:i + 1]} for i in range(8)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(src), str(tmp_path / "adjusted.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+    (finding,) = [f for f in lint(onnx.load(str(tmp_path / "adjusted.onnx"))) if f.rule == "inflated_weight_scale"]
+    assert finding.node == "conv" and "16 channel(s)" in finding.detail
