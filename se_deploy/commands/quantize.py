@@ -100,6 +100,8 @@ def register(command) -> None:
         if calib_data is None and not synthetic and from_trt_cache is None:
             raise UsageError("--int8 needs --calib-data DIR|FILE.npz or --from-trt-cache FILE (or --synthetic for a "
                              "smoke run)")
+        if write_trt_cache is not None and calib_data is None and not synthetic:
+            raise UsageError("--write-trt-cache needs --calib-data (the ranges are collected on the FP32 model)")
         if quantize_se and se_mode not in (None, "all"):
             raise UsageError(f"--quantize-se means --se-mode all; it contradicts --se-mode {se_mode}")
         cfg = QuantConfig(target=target, method=method, percentile=percentile, entropy_bins=entropy_bins,
@@ -128,8 +130,6 @@ def register(command) -> None:
         line(f"INT8 {output}: {side['se_blocks']} SE blocks (SE mode {side['se_mode']}), float layers in "
              f"{side['high_precision']}, {len(side['lint'])} placement findings, {source}")
         if write_trt_cache is not None:
-            if calib is None:
-                raise UsageError("--write-trt-cache needs --calib-data (the ranges are collected on the FP32 model)")
             with status("collecting tensor ranges for the TensorRT calibration cache"):
                 n = write_trt_cache_for(model, output, calib, cfg, write_trt_cache, trt_version=trt_version)
             line(f"TensorRT calibration cache: {write_trt_cache} ({n} tensors, names from {model})")
