@@ -17,7 +17,6 @@ The default variant list answers two questions: which entropy histogram size to 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time

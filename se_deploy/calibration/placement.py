@@ -290,7 +290,7 @@ def classify_add(node) -> ResidualAdd | None:
     if p0 is None or p1 is None:
         return ResidualAdd(None, "an input is a graph input")
     b0, b1 = conv_backbone(node.inputs[0]), conv_backbone(node.inputs[1])
-    lca, d0, d1 = lowest_common_ancestor(p0, p1)
+    _, d0, d1 = lowest_common_ancestor(p0, p1)
     anc0, anc1 = _ancestor_distances(p0), _ancestor_distances(p1)
     # a Conv fuses the Add only if the other input does not depend on its output (ModelOpt checks
     # only "the common ancestor is the Conv itself"; a Relu after a shared Conv hides that case)

@@ -73,11 +73,14 @@ def prepare_build(cfg: BuildConfig, major: int, *, log: Log = _stderr) -> Prepar
         if step == "quantize_int8":
             log(f"preparing {out}: INT8 Q/DQ for TensorRT from {cfg.calib_data} (as se-deploy quantize --int8 "
                 "--target tensorrt does)")
-            quantize_int8(build_onnx, out, load_calibration_for(cfg, inputs), QuantConfig(target="tensorrt"))
+            # float layers in FP16: a strongly typed build (TensorRT 11, 10 --stronglyTyped) runs them so
+            quantize_int8(build_onnx, out, load_calibration_for(cfg, inputs),
+                          QuantConfig(target="tensorrt", high_precision="fp16"))
             after = onnx_precision(load_onnx(out))
-            if not after.has_qdq:
-                raise QuantizationError(f"INT8 quantization of {build_onnx} produced no Q/DQ nodes: refusing to "
-                                        "build an engine that would not be INT8")
+            if not after.has_qdq or not after.has_fp16:
+                raise QuantizationError(f"INT8 quantization of {build_onnx} produced {after.qdq_nodes} Q/DQ nodes "
+                                        f"and {after.fp16_tensors} FP16 tensors: refusing to build an engine that "
+                                        "would not be INT8 with FP16 float layers")
             log(f"prepared {out} ({after.qdq_nodes} Q/DQ nodes)")
         elif step == "convert_fp16":
             log(f"preparing {out}: FP16 ONNX (as se-deploy quantize --fp16 does)")

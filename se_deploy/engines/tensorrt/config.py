@@ -15,7 +15,8 @@ request                   TensorRT 10.x                          TensorRT 11.x (
 --int8 --fp16 (Q/DQ)      BuilderFlag.INT8 + FP16 (explicit      only if the ONNX already holds Q/DQ and FP16
                           Q/DQ, FP16 elsewhere)
 --int8 --calib-data       Q/DQ quantization first (target        Q/DQ quantization first (target tensorrt)
-                          tensorrt), then as --int8 (Q/DQ)
+  (with or without        tensorrt, float layers FP16), then     float layers FP16), then as --int8 (Q/DQ)
+  --fp16)                 strongly typed
 --int8 --calibrator X     BuilderFlag.INT8 (+FP16) with          refused: implicit calibration was removed
   --calib-data            IInt8EntropyCalibrator2 /
                           IInt8MinMaxCalibrator, TRT cache
@@ -184,14 +185,15 @@ def _plan_trt11(cfg: BuildConfig, onnx: OnnxPrecision, req: tuple[str, ...]) -> 
     if cfg.calibrator is not None:
         raise UsageError("TensorRT 11 has no INT8 calibrators (implicit quantization was removed): drop "
                          "--calibrator to quantize the ONNX to Q/DQ from --calib-data instead")
-    will_have_qdq = onnx.has_qdq or (cfg.int8 and cfg.calib_data is not None)
-    if cfg.fp16 and will_have_qdq and not onnx.has_fp16:
-        raise UsageError("TensorRT 11 takes INT8+FP16 only from the ONNX itself: pass an ONNX that already "
-                         "holds Q/DQ and FP16 tensors, or build --int8 and --fp16 engines separately")
+    quantizes = cfg.int8 and cfg.calib_data is not None
+    if cfg.fp16 and onnx.has_qdq and not onnx.has_fp16:
+        raise UsageError("TensorRT 11 takes INT8+FP16 only from the ONNX itself: this Q/DQ ONNX has FP32 float "
+                         "layers; quantize the FP32 model with se-deploy quantize --int8 --target tensorrt (float "
+                         "layers FP16) or pass --calib-data with the FP32 model")
     prepare: list[str] = []
-    if cfg.int8 and cfg.calib_data is not None:
-        prepare.append("quantize_int8")
-    if cfg.fp16 and not onnx.has_fp16:
+    if quantizes:
+        prepare.append("quantize_int8")  # writes the float layers in FP16 (engines.build.prepare_build)
+    if cfg.fp16 and not onnx.has_fp16 and not quantizes:
         prepare.append("convert_fp16")
     notes = []
     if not cfg.int8 and onnx.has_qdq:
@@ -210,8 +212,8 @@ def _plan_trt10(cfg: BuildConfig, onnx: OnnxPrecision, req: tuple[str, ...]) -> 
         return PrecisionPlan(10, req, (), False, flags, cfg.calibrator, tuple(notes))
     prepare: tuple[str, ...] = ("quantize_int8",) if (cfg.int8 and cfg.calib_data is not None) else ()
     has_qdq = onnx.has_qdq or bool(prepare)
-    if cfg.int8:  # Q/DQ model (given or prepared)
-        if cfg.fp16 and not onnx.has_fp16:
+    if cfg.int8:  # Q/DQ model (given or prepared; a prepared one has FP16 float layers)
+        if cfg.fp16 and not onnx.has_fp16 and not prepare:
             return PrecisionPlan(10, req, prepare, False, ("INT8", "FP16"), None,
                                  ("explicit Q/DQ INT8; FP16 allowed for the float layers",))
         return PrecisionPlan(10, req, prepare, True, (), None, ())
