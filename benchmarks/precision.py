@@ -5,8 +5,9 @@ timed interleaved in one process (se_deploy.bench.harness.run_interleaved), and 
 against FP32 comes with a paired bootstrap interval:
 
 * fp32
-* int8-cpu (SE-aware: excitation float)    * int8-cpu quantize-all
-* int8-trt form (SE-aware), run by onnxruntime (it is TensorRT's form, timed here only for what it costs on CPU)
+* int8-cpu (SE mode cheap: excitation float)    * int8-cpu quantize-all (SE mode all)
+* int8-trt form (SE mode cheap, FP16 float layers), run by onnxruntime (it is TensorRT's form,
+  timed here only for what it costs on CPU)
 * int8-trt form quantize-all
 * fp16 (onnxruntime CPU has few FP16 kernels: this shows the cost of running an FP16 graph on CPU)
 * plain twin fp32 and int8-cpu, for the SE tax at each precision
@@ -37,9 +38,9 @@ import numpy as np  # noqa: E402
 
 VARIANTS = {  # name -> (kind, QuantConfig kwargs)
     "int8-cpu": ("int8", {"target": "cpu"}),
-    "int8-cpu quantize-all": ("int8", {"target": "cpu", "se_aware": False}),
+    "int8-cpu quantize-all": ("int8", {"target": "cpu", "se_mode": "all"}),
     "int8-trt form": ("int8", {"target": "tensorrt"}),
-    "int8-trt form quantize-all": ("int8", {"target": "tensorrt", "se_aware": False}),
+    "int8-trt form quantize-all": ("int8", {"target": "tensorrt", "se_mode": "all"}),
     "fp16": ("fp16", {}),
 }
 

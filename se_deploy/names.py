@@ -93,6 +93,44 @@ class QuantTarget(Name):
     cpu = "cpu"
 
 
+class HighPrecision(Name):
+    """The type of the layers an INT8 Q/DQ model leaves unquantized (ModelOpt's high-precision dtype).
+
+    TensorRT 11 (and 10 with --stronglyTyped) runs every layer in the type the ONNX gives it,
+    so fp16 here is what makes the float layers of an INT8 engine FP16.
+    """
+
+    fp16 = "fp16"
+    fp32 = "fp32"
+
+
+class SeMode(Name):
+    """What of each SE block an INT8 model quantizes.
+
+    cheap: the squeeze reads the INT8 map and the scale Mul reads INT8 map and gate; the
+    excitation (FCs, activation, gate) runs in the high-precision type. float: the whole block
+    stays float (for comparison). all: the excitation's FCs are INT8 too (``--quantize-se``).
+    """
+
+    cheap = "cheap"
+    float = "float"
+    all = "all"
+
+
+class QdqRule(Name):
+    """The Q/DQ linter's rules (``se-deploy inspect --qdq tensorrt``): placements TensorRT will not fuse."""
+
+    conv_add_qdq = "conv_add_qdq"  # a Q/DQ between a Conv and the Add it would fuse into
+    float_residual = "float_residual"  # the residual input of a Conv+Add fusion arrives in float
+    se_float_map = "se_float_map"  # an SE squeeze or scale reads (or writes) a float map
+    fp32_layer = "fp32_layer"  # a float32 layer: FP32 in a strongly typed build
+    inflated_weight_scale = "inflated_weight_scale"  # a weight channel's scale exceeds ~1.01 x amax/127
+    int32_bias = "int32_bias"  # an int32 bias DequantizeLinear
+    unquantized_input = "unquantized_input"  # a Conv / non-matrix-vector Gemm reads float data or weights
+    float_pool = "float_pool"  # a pool feeding INT8 reads a float map
+    asymmetric_qdq = "asymmetric_qdq"  # a non-zero or unsigned zero point
+
+
 class CalibMethod(Name):
     """How activation ranges are chosen from calibration data."""
 
@@ -106,8 +144,8 @@ class PreprocessPreset(Name):
     imagenet = "imagenet"
 
 
-ALL: tuple[type[Name], ...] = (Backend, EngineBackend, BenchBackend, BenchMode, Exporter, Simplifier, Precision, QuantTarget,
-                               CalibMethod, PreprocessPreset)
+ALL: tuple[type[Name], ...] = (Backend, EngineBackend, BenchBackend, BenchMode, Exporter, Simplifier, Precision,
+                               QuantTarget, HighPrecision, SeMode, QdqRule, CalibMethod, PreprocessPreset)
 
-__all__ = ["ALL", "Backend", "BenchBackend", "BenchMode", "CalibMethod", "EngineBackend", "Exporter", "Name", "Precision",
-           "PreprocessPreset", "QuantTarget", "Simplifier"]
+__all__ = ["ALL", "Backend", "BenchBackend", "BenchMode", "CalibMethod", "EngineBackend", "Exporter", "HighPrecision",
+           "Name", "Precision", "PreprocessPreset", "QdqRule", "QuantTarget", "SeMode", "Simplifier"]

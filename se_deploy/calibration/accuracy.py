@@ -16,14 +16,26 @@ import numpy as np
 from se_deploy.calibration.dataset import CalibrationSet
 from se_deploy.errors import CalibrationError, InputError, QuantizationError, UsageError
 from se_deploy.numerics import compare_arrays
+from se_deploy.onnx_io import onnx_precision
 from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
 
 MAX_EVAL_BATCH = 64
 
 
+def _graph_optimization(model: str | Path | bytes) -> str:
+    """"disable" for a Q/DQ model with FP16 layers: onnxruntime's CPU graph optimizations fuse FP16 Q/DQ
+    patterns with a loss of accuracy of their own, which would be charged to the model; "all" otherwise."""
+    import onnx
+
+    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    prec = onnx_precision(proto)
+    return "disable" if prec.has_qdq and prec.has_fp16 else "all"
+
+
 def run_model(model: str | Path, data: CalibrationSet, *, threads: int = 0) -> np.ndarray:
     """The first output of ``model`` over every sample of ``data`` (batched as the model allows)."""
-    with OrtRunner(model, OrtConfig(threads=threads)) as runner:
+    config = OrtConfig(threads=threads, graph_optimization=_graph_optimization(model))
+    with OrtRunner(model, config) as runner:
         inputs = runner.inputs
         if len(inputs) != 1:
             raise InputError(f"{model}: accuracy comparison supports single-input models, got {len(inputs)}")

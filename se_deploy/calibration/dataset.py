@@ -13,7 +13,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from se_deploy._util import atomic_output
+from se_deploy._util import atomic_output, sha256_file
 from se_deploy.calibration import sources
 from se_deploy.calibration.preprocess import Preprocess
 from se_deploy.errors import CalibrationError, UsageError
@@ -83,18 +83,22 @@ class CalibrationSet:
                 self.subset(np.sort(order[:n_hold]), "held-out evaluation"))
 
     def save_npz(self, path: str | Path) -> Path:
-        """Write ``{input_name: arrays}`` (+ ``labels``) as an uncompressed .npz, atomically."""
+        """Write ``{input_name: arrays}`` as an uncompressed .npz, atomically: one array per model input, the
+        layout NVIDIA ModelOpt's ``--calibration_data_path`` accepts. Labels go to ``<name>.labels.npz`` beside
+        it, tied to the data file by its sha256 (a stale labels file from an earlier write is removed)."""
         path = Path(path)
         if path.suffix != ".npz":
             raise UsageError(f"calibration data is saved as .npz; got {path.name}")
-        if self.labels is not None and self.input_name in sources.LABEL_KEYS:
-            raise UsageError(f"the model input is named {self.input_name!r}, which clashes with the labels key")
-        payload = {self.input_name: self.arrays}
-        if self.labels is not None:
-            payload["labels"] = self.labels
         with atomic_output(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, **payload)
+                np.savez(f, **{self.input_name: self.arrays})
+        lp = sources.labels_path(path)
+        if self.labels is None:
+            lp.unlink(missing_ok=True)
+            return path
+        with atomic_output(lp, suffix=".npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, labels=np.asarray(self.labels, dtype=np.int64), data_sha256=np.array(sha256_file(path)))
         return path
 
     def save_with_sidecar(self, path: str | Path) -> Path:

@@ -11,13 +11,14 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from se_deploy._util import check_output_path, sha256_file
 from se_deploy.calibration.accuracy import run_model
 from se_deploy.calibration.dataset import CalibrationSet
-from se_deploy.calibration.quantize import name_nodes
+from se_deploy.calibration.placement import name_nodes
 from se_deploy.errors import QuantizationError, UsageError, first_line
 from se_deploy.export.se_detect import find_se_blocks
 from se_deploy.files import refuse_clobbering, rejected_path, staged_artifact
@@ -157,4 +158,77 @@ def _convert_staged(onnx_in: Path, staged, config: Fp16Config, *, eval_set, keep
     return side
 
 
-__all__ = ["Fp16Config", "convert_fp16", "default_op_block_list", "EXTRA_FP16_BLOCK_LIST"]
+
+
+# --------------------------------------------------------------------------- INT8 Q/DQ models: FP16 float layers
+
+
+def raise_opset(model, opset: int):
+    """``model`` converted to at least ``opset`` of the default domain (onnx's version converter)."""
+    import onnx
+    from onnx import version_converter
+
+    current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if current is None or current >= opset:
+        return model
+    try:
+        converted = version_converter.convert_version(model, opset)
+    except Exception as e:
+        raise QuantizationError(f"cannot raise the model from opset {current} to {opset} (needed for FP16 Q/DQ "
+                                f"scales): {first_line(e)}; use --high-precision fp32") from None
+    del converted.graph.value_info[:]
+    return onnx.shape_inference.infer_shapes(converted)
+
+
+FP16_MAX = 65504.0
+FP16_TINY = 2.0 ** -24  # the smallest FP16 subnormal
+#: a Q/DQ scale that moved more than FP16 rounding (2^-11 relative for normal numbers) when written in FP16
+SCALE_ROUNDING = 1e-3
+
+
+def _qdq_scales(model) -> dict[str, np.ndarray]:
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    names = {n.input[1] for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    return {k: numpy_helper.to_array(inits[k]).astype(np.float64) for k in names if k in inits}
+
+
+def qdq_to_high_precision(model) -> tuple[Any, dict]:
+    """A Q/DQ model with every float layer in FP16, graph inputs and outputs FP32 behind one Cast each,
+    and FP16 Q/DQ scales (opset >= 19; :func:`raise_opset` first). Returns (model, scale report).
+
+    What TensorRT 11 (always strongly typed) and 10 with ``--stronglyTyped`` build as INT8 with FP16
+    in between, as NVIDIA ModelOpt's default ``high_precision_dtype`` writes it. onnxconverter-common
+    does the conversion; ops it keeps FP32 (no FP16 kernels) get Casts. The report counts scales
+    that moved more than FP16 rounding (below FP16's normal range, ~6.1e-5): their tensors barely
+    vary, but the numerics check is what says whether it matters.
+    """
+    from onnxconverter_common import float16
+
+    before = _qdq_scales(model)
+    try:
+        with warnings.catch_warnings():  # one UserWarning per clamped value; the report below counts them
+            warnings.simplefilter("ignore", UserWarning)
+            converted = float16.convert_float_to_float16(model, min_positive_val=FP16_TINY, max_finite_val=FP16_MAX,
+                                                         keep_io_types=True,
+                                                         op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST))
+    except Exception as e:
+        raise QuantizationError(f"writing the float layers in FP16 failed: {first_line(e)}; use --high-precision "
+                                "fp32") from None
+    after = _qdq_scales(converted)
+    moved = {}
+    for k, b in before.items():
+        a = after.get(k)
+        if a is None or a.shape != b.shape:
+            continue
+        rel = np.abs(a - b) / np.maximum(np.abs(b), 1e-45)
+        if np.any(rel > SCALE_ROUNDING):
+            moved[k] = float(np.max(rel))
+    report = {"scales": len(before), "moved_beyond_fp16_rounding": len(moved),
+              "worst": max(moved.items(), key=lambda kv: kv[1]) if moved else None}
+    return converted, report
+
+
+__all__ = ["EXTRA_FP16_BLOCK_LIST", "FP16_MAX", "FP16_TINY", "Fp16Config", "convert_fp16", "default_op_block_list",
+           "qdq_to_high_precision", "raise_opset"]

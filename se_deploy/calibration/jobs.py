@@ -30,17 +30,20 @@ def split_for_accuracy(data: CalibrationSet, eval_set: CalibrationSet | None, ho
     return data, None
 
 
-def quantize_with_holdout(model: str | Path, output: str | Path, data: CalibrationSet, config: QuantConfig, *,
+def quantize_with_holdout(model: str | Path, output: str | Path, data: CalibrationSet | None, config: QuantConfig, *,
                           eval_set: CalibrationSet | None = None, holdout: float = 0.2, seed: int = 0,
                           save_calib: str | Path | None = None,
-                          keep_rejected: bool = False) -> tuple[dict, CalibrationSet]:
+                          keep_rejected: bool = False,
+                          trt_cache: str | Path | None = None) -> tuple[dict, CalibrationSet | None]:
     """Split the data (:func:`split_for_accuracy`), optionally save the calibration part, quantize.
 
-    Returns the INT8 sidecar and the calibration samples actually used."""
-    calib, held = split_for_accuracy(data, eval_set, holdout, seed)
-    if save_calib is not None:
+    With ``trt_cache`` the scales come from a TensorRT calibration cache and ``data`` (optional) only
+    fills the tensors it lacks. Returns the INT8 sidecar and the calibration samples actually used."""
+    calib, held = (None, eval_set) if data is None else split_for_accuracy(data, eval_set, holdout, seed)
+    if save_calib is not None and calib is not None:
         calib.save_npz(save_calib)
-    return quantize_int8(model, output, calib, config, eval_set=held, keep_rejected=keep_rejected), calib
+    return quantize_int8(model, output, calib, config, eval_set=held, keep_rejected=keep_rejected,
+                         trt_cache=trt_cache), calib
 
 
 def write_trt_cache_for(model: str | Path, int8_model: str | Path, calib: CalibrationSet, config: QuantConfig,
@@ -49,7 +52,7 @@ def write_trt_cache_for(model: str | Path, int8_model: str | Path, calib: Calibr
 
     Returns the number of tensors in the cache."""
     amax = collect_amax(model, calib, method=config.method, percentile=config.percentile,
-                        batch_size=config.batch_size)
+                        batch_size=config.batch_size, entropy_bins=config.entropy_bins)
     write_calibration_cache(cache, amax, trt_version=trt_version)
     meta = read_sidecar(int8_model) or {}
     meta["trt_calibration_cache"] = {"path": str(cache), "tensors": len(amax), "trt_version": trt_version,

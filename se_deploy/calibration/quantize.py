@@ -1,20 +1,30 @@
 """INT8 Q/DQ models with onnxruntime.quantization, in the form each backend runs fastest.
 
-Two targets, one pipeline (``quant_pre_process`` -> SE detection -> ``quantize_static`` in QDQ
-format -> structure check -> numerics against FP32 -> sidecar):
+:func:`quantize_int8` is a short orchestrator, as NVIDIA ModelOpt's ``int8.quantize`` is:
+
+1. refuse what cannot be quantized (an FP16 or already-quantized model);
+2. ``quant_pre_process`` (shape inference, onnxruntime's basic fusions), name every node;
+3. find the SE blocks (:mod:`se_deploy.export.se_detect`);
+4. place the Q/DQ with the named rules of :mod:`se_deploy.calibration.placement`;
+5. activation ranges from calibration data (:mod:`~se_deploy.calibration.ranges`) or from a
+   TensorRT calibration cache (:mod:`~se_deploy.calibration.trt_cache`);
+6. ``quantize_static`` in QDQ format, then the placement's float inputs restored;
+7. the layers left unquantized written in the high-precision type (:mod:`~se_deploy.calibration.fp16`);
+8. the Q/DQ linter (:mod:`~se_deploy.calibration.qdq_lint`) on the result: a finding is a bug;
+9. numerics against FP32 on held-out data, and the sidecar.
+
+Two targets:
 
 * ``tensorrt``: symmetric signed INT8 activations and weights (zero point 0), per-channel
-  weights, float bias, Q/DQ on the *inputs* of Conv/Gemm/MatMul/Add/pooling only (the
-  placement TensorRT fuses, including both inputs of a residual Add). TensorRT 10 and 11
-  build this graph as explicit INT8.
+  weights, float bias (and no weight-scale adjustment for an int32 bias that is never
+  written), Q/DQ on node inputs only, placed as TensorRT fuses it; float layers in FP16 by
+  default, graph inputs and outputs FP32 behind Casts. TensorRT 10 (``--stronglyTyped``) and 11
+  build this graph as explicit INT8 with FP16 elsewhere.
 * ``cpu``: QUInt8 activations and QInt8 per-channel weights, the combination onnxruntime's
-  x86 kernels run fastest (signed activations ran slower than FP32 on our CPU).
+  x86 kernels run fastest (signed activations ran slower than FP32 on our CPU); FP32 elsewhere.
 
-SE-aware precision (the default) keeps the excitation (FC, activation, FC, gate) of every
-detected SE block in float; ``se_aware=False`` quantizes it too. The squeeze follows the
-target: float for ``tensorrt``, INT8 for ``cpu``, where onnxruntime averages the INT8 map
-directly and a float squeeze would first dequantize the whole map (measured in
-benchmarks/precision.py).
+SE blocks follow ``se_mode`` (:class:`~se_deploy.names.SeMode`): ``cheap`` by default on
+both targets.
 """
 
 from __future__ import annotations
@@ -32,19 +42,27 @@ import numpy as np
 from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
 
 from se_deploy._util import check_output_path, sha256_file
+from se_deploy.calibration import placement as qplace
+from se_deploy.calibration.placement import name_nodes
+from se_deploy.calibration import qdq_lint
 from se_deploy.calibration.accuracy import evaluate
 from se_deploy.calibration.dataset import MIN_INT8_SAMPLES, CalibrationSet
-from se_deploy.calibration.ranges import collect_ranges, ort_method
+from se_deploy.calibration.fp16 import qdq_to_high_precision, raise_opset
+from se_deploy.calibration.trt_cache import load_calibration_cache, match_cache
+from se_deploy.calibration.ranges import (DEFAULT_ENTROPY_BINS, QUANTIZED_BINS, amax_of, calibration_batch,
+                                          collect_ranges, ort_method, ranges_from_amax)
 from se_deploy.config import BadValue, Config
-from se_deploy.errors import CalibrationError, QuantizationError, UsageError, first_line
-from se_deploy.export.se_detect import find_se_blocks
+from se_deploy.export.se_detect import find_matches, to_ir
+from se_deploy.errors import CalibrationError, InputError, QuantizationError, UsageError, first_line
 from se_deploy.files import refuse_clobbering, rejected_path, staged_artifact
-from se_deploy.names import CalibMethod, QuantTarget
-from se_deploy.onnx_io import load_onnx, model_input, save_onnx
+from se_deploy.names import CalibMethod, HighPrecision, QuantTarget, SeMode
+from se_deploy.numerics import probe_inputs
+from se_deploy.onnx_io import load_onnx, model_input, onnx_precision, save_onnx
 
 log = logging.getLogger("se_deploy.calibration")
 
-SQUEEZE_OPS = ("GlobalAveragePool",)  # squeezes onnxruntime quantizes; ReduceMean stays float regardless
+#: the opset that allows FP16 Q/DQ scales (QuantizeLinear/DequantizeLinear-19)
+FP16_QDQ_OPSET = 19
 
 
 @dataclass(frozen=True)
@@ -54,23 +72,35 @@ class TargetSpec:
     activation_type: str  # onnxruntime QuantType member name
     activation_symmetric: bool
     quantize_bias: bool
-    op_types: tuple[str, ...] | None  # None: every op onnxruntime can quantize
-    inputs_only: bool  # Q/DQ only on op inputs (no output Q/DQ)
-    quantize_se_scale: bool  # the SE scale Mul, when SE-aware
-    quantize_se_squeeze: bool  # the SE squeeze (global average pool), when SE-aware
+    default_high_precision: HighPrecision
     description: str
+
+    def ort_options(self) -> dict[str, Any]:
+        """onnxruntime ``extra_options`` that every run for this target passes."""
+        opts: dict[str, Any] = {"ActivationSymmetric": self.activation_symmetric, "WeightSymmetric": True,
+                                "QuantizeBias": self.quantize_bias}
+        if self.name == QuantTarget.tensorrt:
+            opts.update({
+                # the bias stays float: enlarging weight scales to fit an int32 bias that is never
+                # written only zeroes small channels (seen at 14,936x amax/127 on a MobileNetV2)
+                "QDQDisableWeightAdjustForInt32Bias": True,
+                # pools are placed by the rules, whether or not their producer is quantized
+                "ForceQuantizeNoInputCheck": True,
+                "DedicatedQDQPair": False,
+                "QDQOpTypePerChannelSupportToAxis": dict(qplace.PER_CHANNEL_AXIS),
+            })
+        return opts
 
 
 TARGETS: dict[QuantTarget, TargetSpec] = {  # one per QuantTarget (a test checks)
     QuantTarget.tensorrt: TargetSpec(
         name="tensorrt", activation_type="QInt8", activation_symmetric=True, quantize_bias=False,
-        op_types=("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "MaxPool", "AveragePool", "GlobalAveragePool",
-                  "Concat"),
-        inputs_only=True, quantize_se_scale=False, quantize_se_squeeze=False,
-        description="symmetric s8 activations and weights, per-channel weights, float bias, Q/DQ on op inputs"),
+        default_high_precision=HighPrecision.fp16,
+        description="symmetric s8 activations and weights, per-channel weights, float bias, Q/DQ on op inputs "
+                    "placed as TensorRT fuses them"),
     QuantTarget.cpu: TargetSpec(
-        name="cpu", activation_type="QUInt8", activation_symmetric=False, quantize_bias=True, op_types=None,
-        inputs_only=False, quantize_se_scale=True, quantize_se_squeeze=True,
+        name="cpu", activation_type="QUInt8", activation_symmetric=False, quantize_bias=True,
+        default_high_precision=HighPrecision.fp32,
         description="u8 activations, s8 per-channel weights (onnxruntime x86 fast path)"),
 }
 
@@ -78,8 +108,10 @@ TARGETS: dict[QuantTarget, TargetSpec] = {  # one per QuantTarget (a test checks
 class QuantConfig(Config):
     """What INT8 model to build.
 
+    ``se_mode``: None follows the target (cheap on both). ``high_precision``: the type of the
+    layers left unquantized; None follows the target (fp16 for tensorrt, fp32 for cpu).
+    ``entropy_bins``: histogram size for ``method = "entropy"``.
     ``exclude``: node names or op types kept in float (the user's sensitive layers).
-    ``quantize_se_scale``: None follows the target's default for the SE scale Mul.
     ``max_drop``: top-1 accuracy budget in points; exceeding it marks the model rejected.
     ``batch_size``: calibration batch when the model's batch dimension is dynamic.
     """
@@ -87,8 +119,9 @@ class QuantConfig(Config):
     target: QuantTarget = QuantTarget.tensorrt
     method: CalibMethod = CalibMethod.minmax
     percentile: float = Field(99.999, ge=90.0, lt=100.0)
-    se_aware: bool = True
-    quantize_se_scale: bool | None = None
+    entropy_bins: int = Field(DEFAULT_ENTROPY_BINS, ge=QUANTIZED_BINS, le=65536)
+    se_mode: SeMode | None = None
+    high_precision: HighPrecision | None = None
     exclude: tuple[str, ...] = ()
     per_channel: bool = True
     batch_size: PositiveInt = 8
@@ -100,32 +133,25 @@ class QuantConfig(Config):
         if self.target == QuantTarget.tensorrt and not self.per_channel:
             raise BadValue("per_channel", False, "is refused for the tensorrt target: TensorRT's INT8 convolution "
                                                  "form needs per-channel weights")
+        if self.target == QuantTarget.cpu and self.high_precision == HighPrecision.fp16:
+            raise BadValue("high_precision", "fp16", "is for the tensorrt target: onnxruntime's CPU kernels run "
+                                                     "FP16 slower than FP32")
         return self
 
     @property
     def spec(self) -> TargetSpec:
         return TARGETS[self.target]
 
+    @property
+    def resolved_se_mode(self) -> SeMode:
+        return SeMode(self.se_mode) if self.se_mode is not None else SeMode.cheap
+
+    @property
+    def resolved_high_precision(self) -> HighPrecision:
+        return HighPrecision(self.high_precision or self.spec.default_high_precision)
+
 
 # --------------------------------------------------------------------------- helpers
-
-
-def name_nodes(model) -> int:
-    """Give every unnamed node a unique name in place (exclusion lists need names); return the count."""
-    used = {n.name for n in model.graph.node if n.name}
-    named = 0
-    for i, node in enumerate(model.graph.node):
-        if node.name:
-            continue
-        base = f"{node.op_type}_{i}"
-        name, k = base, 0
-        while name in used:
-            k += 1
-            name = f"{base}_{k}"
-        node.name = name
-        used.add(name)
-        named += 1
-    return named
 
 
 def resolve_excludes(model, patterns: tuple[str, ...]) -> dict[str, list[str]]:
@@ -148,75 +174,26 @@ def resolve_excludes(model, patterns: tuple[str, ...]) -> dict[str, list[str]]:
     return out
 
 
-def qdq_facts(model, excitation_nodes: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Structure of a Q/DQ graph: counts, zero-point types, float bias, which nodes read DQ inputs."""
+def qdq_facts(model) -> dict[str, Any]:
+    """Counts of a Q/DQ graph: Q/DQ nodes, zero-point types, int32 bias DQs, Casts, FP16 tensors."""
     from onnx import numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
-    consts = {}
-    for n in model.graph.node:
-        if n.op_type == "Constant" and n.attribute:
-            consts[n.output[0]] = n.attribute[0].t
-    producer = {o: n for n in model.graph.node for o in n.output}
-
-    def const(name: str):
-        t = inits.get(name) if name in inits else consts.get(name)
-        return None if t is None else numpy_helper.to_array(t)
-
     counts: dict[str, int] = {}
     for n in model.graph.node:
         counts[n.op_type] = counts.get(n.op_type, 0) + 1
     zp_types: set[str] = set()
-    nonzero_zp = 0
-    int32_dq = 0
+    nonzero_zp = int32_dq = 0
     for n in model.graph.node:
         if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
             continue
-        if len(n.input) > 2 and n.input[2]:
-            zp = const(n.input[2])
-            if zp is not None:
-                zp_types.add(str(zp.dtype))
-                nonzero_zp += int(np.any(zp != 0))
-        if n.op_type == "DequantizeLinear":
-            x = const(n.input[0])
-            if x is not None and x.dtype == np.int32:
-                int32_dq += 1
-    def dq_of_const(name: str) -> bool:
-        p = producer.get(name)
-        return p is not None and p.op_type == "DequantizeLinear" and (p.input[0] in inits or p.input[0] in consts)
-
-    def source_through_qdq(name: str):
-        """The node whose output reaches ``name`` through a Q -> DQ pair, else None."""
-        dq = producer.get(name)
-        if dq is None or dq.op_type != "DequantizeLinear":
-            return None
-        q = producer.get(dq.input[0])
-        if q is None or q.op_type != "QuantizeLinear":
-            return None
-        return producer.get(q.input[0])
-
-    # The excitation path is INT8 when any of its weights is quantized or a tensor passed
-    # between two of its nodes goes through Q/DQ. Its input (the block's feature map, shared
-    # with the scale) and its output (the gate, consumed by the scale) belong to the scale.
-    excitation = set(excitation_nodes)
-    quantized_excitation: set[str] = set()
-    dq_fed: list[str] = []
-    for n in model.graph.node:
-        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        if any(i in producer and producer[i].op_type == "DequantizeLinear" for i in n.input):
-            dq_fed.append(n.name)
-        if n.name in excitation:
-            for i in n.input:
-                src = source_through_qdq(i)
-                if dq_of_const(i) or (src is not None and src.name in excitation):
-                    quantized_excitation.add(n.name)
-    add_inputs = []
-    for n in model.graph.node:
-        if n.op_type == "Add":
-            acts = [i for i in n.input if i not in inits and i not in consts]
-            add_inputs.append(sum(1 for i in acts if i in producer and producer[i].op_type == "DequantizeLinear")
-                              == len(acts))
+        if len(n.input) > 2 and n.input[2] in inits:
+            zp = numpy_helper.to_array(inits[n.input[2]])
+            zp_types.add(str(zp.dtype))
+            nonzero_zp += int(np.any(zp != 0))
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].data_type == 6:  # INT32
+            int32_dq += 1
+    prec = onnx_precision(model)
     return {
         "quantize_linear": counts.get("QuantizeLinear", 0),
         "dequantize_linear": counts.get("DequantizeLinear", 0),
@@ -224,33 +201,27 @@ def qdq_facts(model, excitation_nodes: tuple[str, ...] = ()) -> dict[str, Any]:
         "zero_point_dtypes": sorted(zp_types),
         "nonzero_zero_points": nonzero_zp,
         "int32_bias_dequantize": int32_dq,
-        "nodes_with_quantized_inputs": len(dq_fed),
-        "adds_fully_quantized": int(sum(add_inputs)),
-        "adds": len(add_inputs),
-        "quantized_excitation_nodes": sorted(quantized_excitation),
+        "cast": counts.get("Cast", 0),
+        "fp16_tensors": prec.fp16_tensors,
+        "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
         "op_counts": dict(sorted(counts.items())),
     }
 
 
-def calibration_batch(input_shape: tuple, requested: int, n_samples: int) -> int:
-    """The batch the calibrator feeds: the model's static batch, else the requested one capped by the data."""
-    b = input_shape[0] if input_shape else None
-    if isinstance(b, int) and b > 0:
-        return b
-    return max(1, min(requested, n_samples))
-
-
-def _se_blocks(model) -> list:
-    try:
-        return list(find_se_blocks(model))
-    except Exception as e:  # detection is a help for precision choices; its failure must not block INT8
-        log.warning("SE detection failed (%s: %s); quantizing without SE-aware exclusions", type(e).__name__, e)
-        return []
+def check_quantizable(model, path: str | Path) -> None:
+    """Refuse a model INT8 quantization cannot start from, with one line saying what to do instead."""
+    prec = onnx_precision(model)
+    if prec.has_qdq or prec.qoperator_nodes:
+        raise InputError(f"{path} is already quantized ({prec.qdq_nodes + prec.qoperator_nodes} Q/DQ or quantized "
+                         "nodes): quantize the FP32 model it came from")
+    if prec.has_fp16:
+        raise InputError(f"{path} is an FP16 model ({prec.fp16_tensors} FP16 tensors): quantize the FP32 model "
+                         "instead; --high-precision fp16 writes the layers INT8 leaves float in FP16")
 
 
 def prepare_model(onnx_in: str | Path, work_dir: Path, *, run_pre_process: bool = True) -> tuple[Path, Any]:
     """quant_pre_process (shape inference + onnxruntime's basic fusions), then name every node."""
-    load_onnx(onnx_in)  # one-line errors for missing/corrupt files before onnxruntime sees them
+    check_quantizable(load_onnx(onnx_in), onnx_in)  # one-line errors before onnxruntime sees the file
     pre = work_dir / "pre.onnx"
     if run_pre_process:
         from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -268,120 +239,211 @@ def prepare_model(onnx_in: str | Path, work_dir: Path, *, run_pre_process: bool 
     return pre, model
 
 
+def _se_matches(model) -> tuple[Any, list]:
+    """(onnx-ir model, SE matches); detection failing leaves the blocks unrecognised, with a warning."""
+    irm = to_ir(model)
+    try:
+        return irm, find_matches(irm)[0]
+    except Exception as e:  # detection is a help for precision choices; its failure must not block INT8
+        log.warning("SE detection failed (%s: %s); quantizing without SE-specific placement", type(e).__name__, e)
+        return irm, []
+
+
+@dataclass
+class Ranges:
+    """Activation ranges for quantize_static, and where they came from."""
+
+    data: Any  # onnxruntime TensorsData
+    source: dict
+
+
+def ranges_from_data(pre_path: Path, calib: CalibrationSet, config: QuantConfig, input_name: str,
+                     batch: int) -> Ranges:
+    data = collect_ranges(pre_path, calib, input_name=input_name, batch_size=batch, method=config.method,
+                          percentile=config.percentile, symmetric=config.spec.activation_symmetric,
+                          entropy_bins=config.entropy_bins)
+    return Ranges(data, {"kind": "calibration data", "method": str(config.method)})
+
+
+def ranges_from_cache(cache_path: str | Path, model, fill: Ranges | None) -> Ranges:
+    """Ranges from a TensorRT calibration cache; tensors it lacks take ``fill``'s ranges (or a placeholder
+    that :func:`_check_cache_coverage` refuses if a Q/DQ ends up using it)."""
+    cache = load_calibration_cache(cache_path)
+    tensors = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
+    got = match_cache(cache, tensors)
+    amax = dict(amax_of(fill.data)) if fill is not None else {t: 1.0 for t in tensors}
+    amax.update(got.amax)
+    report = {"kind": "tensorrt calibration cache", "path": str(cache_path), "header": cache.header, "trt_version": cache.version_text,
+              "algorithm": cache.algorithm, "entries": len(cache.scales), "imported": len(got.amax),
+              "not_in_model": list(got.not_in_model), "unusable": got.unusable, "zero_scale": list(got.zero),
+              "from_cache": sorted(got.amax), "calibrated_from_data": fill is not None}
+    return Ranges(ranges_from_amax(amax), report)
+
+
+def _check_cache_coverage(q_model, report: dict) -> None:
+    """Every activation Q/DQ must take its scale from the cache, unless data was given to fill the gaps."""
+    inits = {i.name for i in q_model.graph.initializer}
+    quantized = sorted({n.input[0] for n in q_model.graph.node if n.op_type == "QuantizeLinear"
+                        and n.input[0] not in inits})
+    have = set(report["from_cache"])
+    missing = [t for t in quantized if t not in have]
+    report["quantized_tensors"] = len(quantized)
+    report["missing"] = missing
+    if missing and not report["calibrated_from_data"]:
+        shown = ", ".join(missing[:4]) + (f" (+{len(missing) - 4} more)" if len(missing) > 4 else "")
+        raise CalibrationError(f"the calibration cache has no scale for {len(missing)} of the {len(quantized)} "
+                               f"tensors to quantize ({shown}); add --calib-data to calibrate those from data")
+
+
+def _run_quantize_static(pre_path: Path, out_path: Path, place: qplace.Placement, ranges: Ranges, work: Path,
+                         config: QuantConfig) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    spec = config.spec
+    if place.nodes_to_quantize is not None and not place.nodes_to_quantize:
+        # onnxruntime reads an empty node list as "every node"
+        raise QuantizationError("the placement rules leave no node to quantize (no Conv, no Gemm/MatMul that is not "
+                                "matrix-vector, no residual Add): the model would gain nothing from INT8")
+    extra = spec.ort_options()
+    excluded = place.outputs_excluded()
+    if excluded is not None:
+        extra["OpTypesToExcludeOutputQuantization"] = excluded
+    cache = work / "ranges.json"
+    save_tensors_data(ranges.data, cache)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints calibration progress
+            quantize_static(
+                str(pre_path), str(out_path), None, calibration_cache_path=str(cache),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(place.op_types) if place.op_types is not None else None,
+                per_channel=config.per_channel,
+                reduce_range=False,
+                activation_type=getattr(QuantType, spec.activation_type),
+                weight_type=QuantType.QInt8,
+                nodes_to_quantize=list(place.nodes_to_quantize) if place.nodes_to_quantize is not None else None,
+                nodes_to_exclude=list(place.nodes_to_exclude),
+                calibrate_method=ranges.data.calibration_method,
+                extra_options=extra,
+            )
+    except (CalibrationError, UsageError):
+        raise
+    except Exception as e:
+        first = first_line(e)
+        raise QuantizationError(f"onnxruntime quantize_static failed: {first}") from None
+
+
+@dataclass
+class Built:
+    """The checked INT8 graph and what went into it (for the sidecar)."""
+
+    model: Any
+    input: Any  # GraphInput
+    batch: int | None
+    se_blocks: int
+    placement: qplace.Placement
+    restored: int
+    ranges: Ranges
+    fp16_scales: dict | None
+    findings: list
+    facts: dict
+
+
+def _build(onnx_in: Path, work: Path, calib: CalibrationSet | None, config: QuantConfig,
+           trt_cache: str | Path | None, warnings: list[str]) -> Built:
+    """Steps 1-8 of the module docstring: the Q/DQ graph, placed, typed and linted; not yet written."""
+    spec, high = config.spec, config.resolved_high_precision
+    # a cache names the tensors of the very file TensorRT parsed: onnxruntime's pre-processing fusions
+    # could rename some, so an import quantizes the file as it is
+    pre_path, pre_model = prepare_model(onnx_in, work, run_pre_process=config.preprocess_model and trt_cache is None)
+    if high == HighPrecision.fp16:
+        pre_model = raise_opset(pre_model, FP16_QDQ_OPSET)
+        name_nodes(pre_model)  # the version converter adds unnamed Constant nodes
+        save_onnx(pre_model, pre_path)
+    inp = model_input(pre_model)
+    batch = None
+    if calib is not None:
+        if calib.input_name != inp.name:
+            raise CalibrationError(f"calibration data is keyed {calib.input_name!r} but the model input is "
+                                   f"{inp.name!r}")
+        batch = calibration_batch(inp.dims, config.batch_size, len(calib))
+        if len(calib) < batch:
+            raise CalibrationError(f"only {len(calib)} calibration samples, fewer than the model's batch {batch}")
+
+    irm, matches = _se_matches(pre_model)
+    excluded = {n: f"user:{p}" for p, ns in resolve_excludes(pre_model, config.exclude).items() for n in ns}
+    place = qplace.place(irm, matches, spec.name, config.resolved_se_mode, excluded)
+
+    ranges = ranges_from_data(pre_path, calib, config, inp.name, batch) if calib is not None else None
+    if trt_cache is not None:
+        ranges = ranges_from_cache(trt_cache, pre_model, ranges)
+
+    out_tmp = work / "int8.onnx"
+    _run_quantize_static(pre_path, out_tmp, place, ranges, work, config)
+    q_model = load_onnx(out_tmp, check=False)
+    if trt_cache is not None:
+        _check_cache_coverage(q_model, ranges.source)
+    restored = qplace.restore_float_inputs(q_model, place.float_edges)
+    fp16_report = None
+    if high == HighPrecision.fp16:
+        q_model, fp16_report = qdq_to_high_precision(q_model)
+        if fp16_report["moved_beyond_fp16_rounding"]:
+            warnings.append(f"{fp16_report['moved_beyond_fp16_rounding']} of {fp16_report['scales']} Q/DQ scales "
+                            "lie below FP16's normal range and moved when written in FP16 (tensors that barely "
+                            "vary); the accuracy check covers them")
+    qplace.drop_unused_opsets(q_model)
+    findings = qdq_lint.lint(q_model) if spec.name == QuantTarget.tensorrt else []
+    if findings:  # what the user's own choices (--exclude, --se-mode float, fp32) leave unfused
+        warnings.append(f"{len(findings)} Q/DQ placement finding(s) TensorRT will not fuse ("
+                        + ", ".join(f"{k} {v}" for k, v in qdq_lint.summary(findings).items())
+                        + "); the sidecar's 'lint' lists them")
+    facts = qdq_facts(q_model)
+    _check_structure(facts, findings, spec)
+    return Built(q_model, inp, batch, len(matches), place, restored, ranges, fp16_report, findings, facts)
+
+
 # --------------------------------------------------------------------------- main entry
 
 
-def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationSet, config: QuantConfig, *,
-                  eval_set: CalibrationSet | None = None, keep_rejected: bool = False) -> dict:
+def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationSet | None, config: QuantConfig, *,
+                  eval_set: CalibrationSet | None = None, trt_cache: str | Path | None = None,
+                  keep_rejected: bool = False) -> dict:
     """Write an INT8 Q/DQ model to ``onnx_out`` (+ ``onnx_out.json``) and return the sidecar dict.
 
-    With ``eval_set`` (held-out samples, ideally labelled), the sidecar records FP32 vs INT8
-    agreement and accuracy. Nothing is written under ``onnx_out`` unless every check passed (structure,
-    the onnxruntime run, ``config.max_drop``); over the budget QuantizationError is raised, and with
+    Ranges come from ``calib`` or, with ``trt_cache``, from a TensorRT calibration cache (``calib``
+    then only fills tensors the cache lacks; without it such tensors are refused). With
+    ``eval_set`` (held-out samples, ideally labelled), the sidecar records FP32 vs INT8 agreement
+    and accuracy. Nothing is written under ``onnx_out`` unless every check passed (structure, the
+    onnxruntime run, ``config.max_drop``); over the budget QuantizationError is raised, and with
     ``keep_rejected`` the model goes to ``*.rejected.onnx`` (sidecar ``"status": "rejected"``) instead.
     """
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
     check_output_path(onnx_out)
-    refuse_clobbering({"the input model": onnx_in}, {"the INT8 output": onnx_out})
+    inputs = {"the input model": onnx_in, "the TensorRT calibration cache": trt_cache}
+    refuse_clobbering({k: v for k, v in inputs.items() if v is not None}, {"the INT8 output": onnx_out})
+    if calib is None and trt_cache is None:
+        raise UsageError("INT8 quantization needs calibration data or a TensorRT calibration cache")
     with staged_artifact(onnx_out) as staged:
-        return _quantize_staged(onnx_in, staged, calib, config, eval_set=eval_set, keep_rejected=keep_rejected)
+        return _quantize_staged(onnx_in, staged, calib, config, eval_set=eval_set, trt_cache=trt_cache,
+                                keep_rejected=keep_rejected)
 
 
-def _quantize_staged(onnx_in: Path, staged, calib: CalibrationSet, config: QuantConfig, *,
-                     eval_set: CalibrationSet | None, keep_rejected: bool) -> dict:
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import save_tensors_data
-
+def _quantize_staged(onnx_in: Path, staged, calib: CalibrationSet | None, config: QuantConfig, *,
+                     eval_set: CalibrationSet | None, trt_cache: str | Path | None, keep_rejected: bool) -> dict:
     onnx_out = staged.final
-    spec = config.spec
+    spec, se_mode, high = config.spec, config.resolved_se_mode, config.resolved_high_precision
     t0 = time.perf_counter()
-    warnings: list[str] = list(calib.warnings)
-    if len(calib) < MIN_INT8_SAMPLES:
+    warnings: list[str] = list(calib.warnings) if calib is not None else []
+    if calib is not None and trt_cache is None and len(calib) < MIN_INT8_SAMPLES:
         warnings.append(f"only {len(calib)} calibration samples (< {MIN_INT8_SAMPLES}): INT8 ranges may be "
                         "unrepresentative and accuracy may suffer")
-    method = ort_method(config.method)
+    ort_method(config.method)
 
     with tempfile.TemporaryDirectory(prefix="se_deploy_q_") as tmp:
-        work = Path(tmp)
-        pre_path, pre_model = prepare_model(onnx_in, work, run_pre_process=config.preprocess_model)
-        inp = model_input(pre_model)
-        input_name, input_shape = inp.name, inp.dims
-        if calib.input_name != input_name:
-            raise CalibrationError(f"calibration data is keyed {calib.input_name!r} but the model input is "
-                                   f"{input_name!r}")
-        batch = calibration_batch(input_shape, config.batch_size, len(calib))
-        if len(calib) < batch:
-            raise CalibrationError(f"only {len(calib)} calibration samples, fewer than the model's batch {batch}")
+        built = _build(onnx_in, Path(tmp), calib, config, trt_cache, warnings)
+        save_onnx(built.model, staged.path)  # under onnx_out only once every check below passed
 
-        blocks = _se_blocks(pre_model)
-        excitation = tuple(n for b in blocks for n in b.excitation_nodes if n)
-        if spec.quantize_se_squeeze:
-            # onnxruntime's CPU kernels average an INT8 map directly (QLinearGlobalAveragePool); a float
-            # squeeze would first dequantize the whole feature map, which measured slower than the
-            # SE-free twin by a wide margin. The FCs and the gate, the sensitive part, stay float.
-            op_of = {n.name: n.op_type for n in pre_model.graph.node}
-            excitation = tuple(n for n in excitation if op_of.get(n) not in SQUEEZE_OPS)
-        scale_nodes = tuple(b.scale_node for b in blocks if b.scale_node)
-        quantize_scale = spec.quantize_se_scale if config.quantize_se_scale is None else config.quantize_se_scale
-        excluded: dict[str, str] = {}
-        if config.se_aware:
-            for n in excitation:
-                excluded[n] = "se-excitation"
-            if not quantize_scale:
-                for n in scale_nodes:
-                    excluded[n] = "se-scale"
-        for pattern, nodes in resolve_excludes(pre_model, config.exclude).items():
-            for n in nodes:
-                excluded[n] = f"user:{pattern}"
-
-        extra = {
-            "ActivationSymmetric": spec.activation_symmetric,
-            "WeightSymmetric": True,
-            "QuantizeBias": spec.quantize_bias,
-        }
-        op_types = list(spec.op_types) if spec.op_types is not None else None
-        if op_types is not None and not config.se_aware and "Mul" not in op_types and scale_nodes:
-            op_types.append("Mul")  # quantize-all also quantizes the SE scale on the TensorRT form
-        if op_types is not None and config.se_aware and quantize_scale and scale_nodes and "Mul" not in op_types:
-            op_types.append("Mul")
-        if spec.inputs_only:
-            extra["OpTypesToExcludeOutputQuantization"] = list(op_types or [])
-        if op_types is not None and "Mul" in op_types:
-            # only SE scale Muls are meant here; other Muls (SiLU, hard-swish) stay float
-            for n in pre_model.graph.node:
-                if n.op_type == "Mul" and n.name not in scale_nodes:
-                    excluded.setdefault(n.name, "non-se-mul")
-
-        out_tmp = work / "int8.onnx"
-        ranges = collect_ranges(pre_path, calib, input_name=input_name, batch_size=batch, method=config.method,
-                                percentile=config.percentile, symmetric=spec.activation_symmetric)
-        save_tensors_data(ranges, work / "ranges.json")
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints calibration progress
-                quantize_static(
-                    str(pre_path), str(out_tmp), None, calibration_cache_path=str(work / "ranges.json"),
-                    quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=op_types,
-                    per_channel=config.per_channel,
-                    reduce_range=False,
-                    activation_type=getattr(QuantType, spec.activation_type),
-                    weight_type=QuantType.QInt8,
-                    nodes_to_exclude=sorted(excluded),
-                    calibrate_method=method,
-                    extra_options=extra,
-                )
-        except (CalibrationError, UsageError):
-            raise
-        except Exception as e:
-            first = first_line(e)
-            raise QuantizationError(f"onnxruntime quantize_static failed: {first}") from None
-        q_model = load_onnx(out_tmp, check=False)
-        facts = qdq_facts(q_model, excitation)
-        _check_structure(facts, spec, config)
-        save_onnx(q_model, staged.path)  # under onnx_out only once every check below passed
-
-    # numerics: FP32 vs INT8 on held-out data (or, lacking it, a labelled slice of the calibration data)
-    check_set = eval_set if eval_set is not None else calib.subset(range(min(len(calib), 64)), "calibration (not held out)")
+    check_set = _check_set(eval_set, calib, built.input)
     report = evaluate(onnx_in, {"int8": staged.path}, check_set)
     int8 = report["candidates"]["int8"]
     int8["model"] = str(onnx_out)  # where it will be, not the staging name it was checked under
@@ -399,14 +461,19 @@ def _quantize_staged(onnx_in: Path, staged, calib: CalibrationSet, config: Quant
         "target_form": spec.description,
         "method": config.method,
         "percentile": config.percentile if config.method == CalibMethod.percentile else None,
+        "entropy_bins": config.entropy_bins if config.method == CalibMethod.entropy else None,
+        "se_mode": str(se_mode),
+        "high_precision": str(high),
+        "fp16_scales": built.fp16_scales,
         "config": config.to_dict(),
-        "calibration": {**calib.describe(), "batch_size": batch},
-        "se_blocks": len(blocks),
-        "se_aware": config.se_aware,
-        "quantize_se_scale": bool(quantize_scale),
-        "quantize_se_squeeze": bool(spec.quantize_se_squeeze and config.se_aware),
-        "excluded_nodes": [{"node": n, "reason": r} for n, r in sorted(excluded.items()) if r != "non-se-mul"],
-        "structure": facts,
+        "calibration": {**calib.describe(), "batch_size": built.batch} if calib is not None else None,
+        "ranges": built.ranges.source,
+        "se_blocks": built.se_blocks,
+        "placement": {**built.placement.to_dict(), "float_inputs_restored": built.restored},
+        "excluded_nodes": [{"node": d.node, "reason": d.rule} for d in built.placement.decisions if not d.quantize
+                           and d.op_type in qplace.WEIGHTED_OPS + ("Mul", "Add") + qplace.POOL_OPS],
+        "structure": built.facts,
+        "lint": [f.to_dict() for f in built.findings],
         "accuracy": report,
         "warnings": warnings,
         "seconds": round(time.perf_counter() - t0, 2),
@@ -423,7 +490,21 @@ def _quantize_staged(onnx_in: Path, staged, calib: CalibrationSet, config: Quant
     return side
 
 
-def _check_structure(facts: dict, spec: TargetSpec, config: QuantConfig) -> None:
+def _check_set(eval_set: CalibrationSet | None, calib: CalibrationSet | None, inp) -> CalibrationSet:
+    """Held-out data; else a labelled slice of the calibration data; else deterministic probe inputs."""
+    if eval_set is not None:
+        return eval_set
+    if calib is not None:
+        return calib.subset(range(min(len(calib), 64)), "calibration (not held out)")
+    dims = [d if isinstance(d, int) and d > 0 else None for d in inp.dims]
+    if any(d is None for d in dims[1:]):
+        raise UsageError(f"input {inp.name!r} has dynamic C/H/W {tuple(inp.dims)}; give --eval-data to check "
+                         "the INT8 model")
+    x = np.concatenate([p for _, p in probe_inputs((4, *dims[1:]), seed=0)])
+    return CalibrationSet(x, inp.name, "synthetic", {"role": "probe inputs (random normal and constant)"})
+
+
+def _check_structure(facts: dict, findings: list, spec: TargetSpec) -> None:
     """Refuse a graph that the target cannot use (these would be se-deploy bugs or library drift)."""
     if facts["quantize_linear"] == 0:
         raise QuantizationError("quantization produced no QuantizeLinear nodes (nothing quantizable, or every node "
@@ -434,12 +515,12 @@ def _check_structure(facts: dict, spec: TargetSpec, config: QuantConfig) -> None
         if facts["zero_point_dtypes"] not in ([], ["int8"]) or facts["nonzero_zero_points"]:
             raise QuantizationError(f"TensorRT needs symmetric int8 (zero point 0); got zero points "
                                     f"{facts['zero_point_dtypes']} with {facts['nonzero_zero_points']} non-zero")
-        if facts["int32_bias_dequantize"]:
-            raise QuantizationError("TensorRT rejects int32 bias DequantizeLinear; the bias must stay float")
-    if config.se_aware and facts["quantized_excitation_nodes"]:
-        raise QuantizationError(f"SE excitation nodes were quantized despite SE-aware precision: "
-                                f"{facts['quantized_excitation_nodes'][:3]}")
+        errors = [f for f in findings if f.rule in qdq_lint.DEFECTS]
+        if errors:
+            raise QuantizationError(f"the INT8 graph has {len(errors)} Q/DQ defect(s) (an se-deploy bug); first: "
+                                    f"{errors[0].line()}")
 
 
-__all__ = ["QuantConfig", "TargetSpec", "TARGETS", "quantize_int8", "qdq_facts", "name_nodes",
-           "resolve_excludes", "prepare_model", "calibration_batch"]
+__all__ = ["FP16_QDQ_OPSET", "QuantConfig", "Ranges", "TARGETS", "TargetSpec", "calibration_batch",
+           "check_quantizable", "name_nodes", "prepare_model", "qdq_facts", "quantize_int8", "ranges_from_cache",
+           "ranges_from_data", "resolve_excludes"]

@@ -1,11 +1,15 @@
 """Per-tensor activation ranges from onnxruntime's calibrators, shared by Q/DQ and the TensorRT cache.
 
 Ranges are collected here rather than inside ``quantize_static`` for one reason:
-``quantize_static`` cannot set the histogram size, and onnxruntime's entropy calibrator
-defaults to 128 bins for 128 quantized bins, which leaves a single candidate threshold, so
-"entropy" silently equals "minmax". Collecting with 2048 bins (TensorRT's histogram size)
-makes the KL search real; the result is handed to ``quantize_static`` through its
-calibration cache file.
+``quantize_static`` cannot set the histogram size. onnxruntime's entropy calibrator (and
+NVIDIA ModelOpt, which calls it) uses 128 bins for 128 quantized bins, which leaves a single
+candidate threshold: the KL search then returns the first batch's range, widened by later
+batches, which is close to minmax. ``entropy_bins`` sets the histogram size; the default is
+chosen from measured accuracy (BENCHMARKS.md, "Entropy histogram size"). The result is handed
+to ``quantize_static`` through its calibration cache file.
+
+:func:`ranges_from_amax` builds the same structure from absolute maxima (a TensorRT
+calibration cache's scales times 127), so imported caches take the same path.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from se_deploy.calibration.dataset import CalibrationSet
 from se_deploy.errors import CalibrationError, UsageError, first_line
 from se_deploy.names import CalibMethod
 
-HISTOGRAM_BINS = 2048
+HISTOGRAM_BINS = 2048  # TensorRT's own histogram size; the percentile method uses it
+DEFAULT_ENTROPY_BINS = 128  # measured best of 128/512/2048 on the trained demo models (BENCHMARKS.md)
 QUANTIZED_BINS = 128
 # Batches per collect_data call. onnxruntime keeps every activation of a call in memory
 # (its max_intermediate_outputs option drops data instead of merging it), so the data is
@@ -27,6 +32,14 @@ QUANTIZED_BINS = 128
 CHUNK_BATCHES = 8
 # onnxruntime's CalibrationMethod member for each of our methods (a test checks it covers CalibMethod)
 ORT_METHODS = {CalibMethod.minmax: "MinMax", CalibMethod.entropy: "Entropy", CalibMethod.percentile: "Percentile"}
+
+
+def calibration_batch(input_shape: tuple, requested: int, n_samples: int) -> int:
+    """The batch the calibrator feeds: the model's static batch, else the requested one capped by the data."""
+    b = input_shape[0] if input_shape else None
+    if isinstance(b, int) and b > 0:
+        return b
+    return max(1, min(requested, n_samples))
 
 
 def ort_method(method: str):
@@ -78,14 +91,18 @@ class _Chunk:
 
 
 def collect_ranges(onnx_path: str | Path, calib: CalibrationSet, *, input_name: str, batch_size: int,
-                   method: str = CalibMethod.minmax, percentile: float = 99.999, symmetric: bool = True):
+                   method: str = CalibMethod.minmax, percentile: float = 99.999, symmetric: bool = True,
+                   entropy_bins: int = DEFAULT_ENTROPY_BINS):
     """onnxruntime ``TensorsData`` (tensor -> lowest/highest) for every float tensor of the model."""
     from onnxruntime.quantization.calibrate import create_calibrator
 
     calibrate_method = ort_method(method)
+    if entropy_bins < QUANTIZED_BINS:
+        raise UsageError(f"entropy histograms need at least {QUANTIZED_BINS} bins (one per INT8 level), "
+                         f"got {entropy_bins}")
     extra: dict = {"symmetric": symmetric}
     if method == CalibMethod.entropy:
-        extra.update(num_bins=HISTOGRAM_BINS, num_quantized_bins=QUANTIZED_BINS)
+        extra.update(num_bins=entropy_bins, num_quantized_bins=QUANTIZED_BINS)
     elif method == CalibMethod.percentile:
         extra.update(num_bins=HISTOGRAM_BINS, percentile=percentile)
     with tempfile.TemporaryDirectory(prefix="se_deploy_ranges_") as tmp:
@@ -110,4 +127,26 @@ def collect_ranges(onnx_path: str | Path, calib: CalibrationSet, *, input_name: 
     return ranges
 
 
-__all__ = ["collect_ranges", "ort_method", "HISTOGRAM_BINS", "ORT_METHODS", "QUANTIZED_BINS"]
+def ranges_from_amax(amax: dict[str, float], method: str = CalibMethod.minmax):
+    """onnxruntime ``TensorsData`` with the symmetric range [-amax, amax] for each tensor."""
+    import numpy as np
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+
+    data = {name: TensorData(lowest=np.array(-abs(v), dtype=np.float32), highest=np.array(abs(v), dtype=np.float32))
+            for name, v in amax.items()}
+    return TensorsData(ort_method(method), data)
+
+
+def amax_of(ranges) -> dict[str, float]:
+    """tensor -> max(|lowest|, |highest|) of an onnxruntime ``TensorsData``."""
+    import numpy as np
+
+    out = {}
+    for name, rng in ranges.data.items():
+        lo, hi = (float(np.max(np.abs(v))) for v in rng.range_value)
+        out[name] = max(lo, hi)
+    return out
+
+
+__all__ = ["amax_of", "calibration_batch", "collect_ranges", "ort_method", "ranges_from_amax", "DEFAULT_ENTROPY_BINS", "HISTOGRAM_BINS",
+           "ORT_METHODS", "QUANTIZED_BINS"]

@@ -14,10 +14,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from se_deploy._util import sha256_file
 from se_deploy.errors import CalibrationError, first_line
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LABEL_KEYS = ("labels", "label", "y")
+#: ``calib.npz`` keeps its labels in ``calib.labels.npz`` (keys ``labels`` and ``data_sha256``), so the
+#: data file holds exactly one array per model input, as NVIDIA ModelOpt's CLI requires.
+LABELS_SUFFIX = ".labels.npz"
 _FLOAT_KINDS = "f"
 
 
@@ -102,8 +106,38 @@ def _check_array(arr: np.ndarray, what: str, sample_shape: Sequence) -> np.ndarr
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def labels_path(data_path: str | Path) -> Path:
+    """``calib.npz`` -> ``calib.labels.npz``: where the labels of a data file live."""
+    p = Path(data_path)
+    return p.with_name(p.name[: -len(p.suffix)] + LABELS_SUFFIX if p.suffix else p.name + LABELS_SUFFIX)
+
+
+def read_sibling_labels(data_path: Path, n: int) -> np.ndarray | None:
+    """The labels file beside ``data_path``, checked to belong to it (by the data file's sha256); None if absent."""
+    lp = labels_path(data_path)
+    if not lp.is_file():
+        return None
+    try:
+        with np.load(lp, allow_pickle=False) as z:
+            labels, digest = np.asarray(z["labels"]), str(z["data_sha256"])
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise CalibrationError(f"cannot read the labels file {lp}: {type(e).__name__}: {first_line(e)}") from None
+    if digest != sha256_file(data_path):
+        raise CalibrationError(f"{lp.name} was written for another version of {data_path.name} (sha256 differs); "
+                               "delete it or write both files again")
+    return _check_labels(labels, n, lp.name)
+
+
+def _check_labels(labels: np.ndarray, n: int, where: str) -> np.ndarray:
+    if labels.ndim != 1 or labels.shape[0] != n or labels.dtype.kind not in "iu":
+        raise CalibrationError(f"{where}: labels must be {n} integers, got shape {tuple(labels.shape)} "
+                               f"dtype {labels.dtype}")
+    return labels.astype(np.int64)
+
+
 def read_array_file(path: Path, input_name: str, sample_shape: Sequence) -> SourceData:
-    """A .npy (one array) or .npz (keyed by the model's input name, optional ``labels``) file."""
+    """A .npy (one array) or .npz (keyed by the model's input name) file; labels from an npz ``labels`` key
+    or from the ``<name>.labels.npz`` file beside it."""
     suffix = path.suffix.lower()
     # A truncated or corrupt file fails in np.load or only when a member is read (zip, zlib, header errors).
     unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
@@ -120,19 +154,21 @@ def read_array_file(path: Path, input_name: str, sample_shape: Sequence) -> Sour
             arr = data[input_name]
             labels = None
             for key in LABEL_KEYS:
-                if key in keys:
+                if key in keys and key != input_name:
                     labels = np.asarray(data[key])
                     break
     except unreadable as e:
         raise CalibrationError(f"cannot read {path} (truncated or corrupt?): {type(e).__name__}: {first_line(e)}"
                                .rstrip(": ")) from None
     arrays = _check_array(arr, f"{path.name}[{input_name!r}]", sample_shape)
+    facts = {"dtype": str(arr.dtype), "keys": keys}
     if labels is not None:
-        if labels.ndim != 1 or labels.shape[0] != arrays.shape[0] or labels.dtype.kind not in "iu":
-            raise CalibrationError(f"{path.name}: labels must be {arrays.shape[0]} integers, got "
-                                   f"shape {tuple(labels.shape)} dtype {labels.dtype}")
-        labels = labels.astype(np.int64)
-    return SourceData(arrays, labels=labels, facts={"dtype": str(arr.dtype), "keys": keys})
+        labels = _check_labels(labels, arrays.shape[0], path.name)
+    else:
+        labels = read_sibling_labels(path, arrays.shape[0])
+        if labels is not None:
+            facts["labels_file"] = labels_path(path).name
+    return SourceData(arrays, labels=labels, facts=facts)
 
 
 def synthetic(n: int, sample_shape: Sequence[int], seed: int) -> SourceData:

@@ -2,16 +2,24 @@
 
 The TensorRT <= 10 implicit-calibration path (``config.int8_calibrator``'s
 ``read_calibration_cache``) and ``trtexec --int8 --calib=FILE`` read this file::
+
     TRT-100300-EntropyCalibration2
     input: 3c010204
     /layer1/conv/Conv_output_0: 3d4ccccd
 
 One header line ``TRT-<version digits>-<algorithm>``, then one ``tensor: scale`` line per
 tensor, the scale as the big-endian IEEE-754 float32 bit pattern in hex, with
-``scale = amax / 127``. TensorRT writes the hex unpadded (``366: 0``) and tensor names may hold
-spaces, brackets and colons (``(Unnamed Layer* 82) [Shuffle]_output: 3c56713e``,
-``input_1:0: 3c010a14``), so a line splits on its last ``": "``; this module writes 8 digits. onnxruntime's ``write_calibration_table`` writes a different format,
-and nothing in the maintained libraries writes this one, so it is written here.
+``scale = amax / 127``. onnxruntime's ``write_calibration_table`` writes a different format,
+and nothing in the maintained libraries reads or writes this one, so it is done here.
+
+Reading takes the file as TensorRT writes it (checked against caches TensorRT 8.6 and
+10.9-10.13 wrote, in tests/calibration/fixtures/): hex without leading zeros (``366: 0``),
+tensor names with spaces, brackets and colons (``(Unnamed Layer* 82) [Shuffle]_output``,
+``input_1:0``), so a line splits on its *last* ``": "``; ``7f800000`` (+inf) for tensors whose
+range TensorRT could not bound. Version digits are NV_TENSORRT_VERSION: major*1000 +
+minor*100 + patch up to 8.x (``8601``), major*10000 + minor*100 + patch from 10.0
+(``100300``). Writing pads every value to 8 hex digits, which TensorRT and NVIDIA ModelOpt's
+cache reader both accept (ModelOpt's rejects unpadded values).
 
 Tensor names are the ONNX tensor names of the graph TensorRT parses, so the ranges must be
 collected on that same (float) ONNX file: :func:`collect_amax` does that with onnxruntime's
@@ -27,13 +35,11 @@ from __future__ import annotations
 import math
 import re
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from se_deploy._util import write_text_atomic
-from se_deploy.calibration.quantize import calibration_batch
-from se_deploy.calibration.ranges import collect_ranges
+from se_deploy.calibration.ranges import amax_of, calibration_batch, collect_ranges
 from se_deploy.errors import CalibrationError, InputError, UsageError
 from se_deploy.onnx_io import load_onnx, model_input
 
@@ -41,7 +47,8 @@ ALGORITHMS = ("EntropyCalibration2", "EntropyCalibration", "MinMaxCalibration", 
 INT8_MAX = 127.0
 DEFAULT_TRT_VERSION = "10.3.0"  # JetPack 6.1/6.2
 _HEADER = re.compile(r"^TRT-(\d+)-([A-Za-z0-9]+)$")
-_HEX = re.compile(r"^[0-9a-fA-F]{1,8}$")  # TensorRT drops leading zeros
+_HEX = re.compile(r"^[0-9a-fA-F]{1,8}$")
+_SEP = ": "
 
 
 def trt_version_digits(version: str | int) -> str:
@@ -69,7 +76,16 @@ def scale_to_hex(scale: float) -> str:
 
 
 def hex_to_scale(text: str) -> float:
-    return struct.unpack(">f", bytes.fromhex(text.zfill(8)))[0]
+    """Big-endian float32 bits in 1-8 hex digits (TensorRT drops leading zeros: ``0`` is 0.0)."""
+    return struct.unpack(">f", bytes.fromhex(text.rjust(8, "0")))[0]
+
+
+def version_of_digits(digits: str) -> tuple[int, int, int]:
+    """``"100300"`` -> (10, 3, 0), ``"8601"`` -> (8, 6, 1): NV_TENSORRT_VERSION back to major.minor.patch."""
+    d = int(digits)
+    if d >= 100000:  # TensorRT 10 and later: major*10000 + minor*100 + patch
+        return d // 10000, d // 100 % 100, d % 100
+    return d // 1000, d // 100 % 10, d % 100  # up to 8.x: major*1000 + minor*100 + patch
 
 
 def write_calibration_cache(path: str | Path, scales_or_amax: dict[str, float], *,
@@ -98,8 +114,23 @@ def write_calibration_cache(path: str | Path, scales_or_amax: dict[str, float], 
     return write_text_atomic(path, "\n".join(lines) + "\n")
 
 
-def read_calibration_cache(path: str | Path) -> tuple[str, dict[str, float]]:
-    """(header, {tensor name: scale}) from a TensorRT calibration cache; one-line errors when malformed."""
+@dataclass(frozen=True)
+class TrtCache:
+    """A calibration cache as read: header parts, and the scale of every tensor line in file order."""
+
+    path: str
+    header: str
+    version: tuple[int, int, int]
+    algorithm: str
+    scales: dict[str, float]
+
+    @property
+    def version_text(self) -> str:
+        return ".".join(str(v) for v in self.version)
+
+
+def load_calibration_cache(path: str | Path) -> TrtCache:
+    """Read a TensorRT calibration cache as TensorRT writes it; one-line InputError when malformed."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"calibration cache not found: {p}")
@@ -107,18 +138,66 @@ def read_calibration_cache(path: str | Path) -> tuple[str, dict[str, float]]:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read calibration cache {p}: {type(e).__name__}") from None
-    lines = [ln.rstrip("\r") for ln in text.splitlines() if ln.strip()]
-    if not lines or not _HEADER.match(lines[0].strip()):
+    lines = text.splitlines()
+    first = lines[0].strip() if lines else ""
+    m = _HEADER.match(first)
+    if not m:
         raise InputError(f"{p} is not a TensorRT calibration cache: the first line must look like "
-                         f"TRT-100300-EntropyCalibration2")
+                         f"TRT-100300-EntropyCalibration2, got {first[:60]!r}")
     scales: dict[str, float] = {}
-    for i, line in enumerate(lines[1:], start=2):
-        name, sep, value = line.rpartition(": ")
+    for i, raw in enumerate(lines[1:], start=2):
+        line = raw.rstrip("\r")
+        if not line.strip():
+            continue  # a trailing blank line is harmless
+        name, sep, value = line.rpartition(_SEP)  # names may hold ': ' themselves; the value never does
         value = value.strip()
         if not sep or not name or not _HEX.match(value):
-            raise InputError(f"{p}:{i}: expected 'tensor_name: hex float32 bits', got {line[:80]!r}")
+            raise InputError(f"{p}:{i}: expected 'tensor_name: hex scale' (1-8 hex digits), got {line[:80]!r}")
+        if name in scales:
+            raise InputError(f"{p}:{i}: tensor {name!r} appears twice")
         scales[name] = hex_to_scale(value)
-    return lines[0].strip(), scales
+    return TrtCache(str(p), first, version_of_digits(m.group(1)), m.group(2), scales)
+
+
+def read_calibration_cache(path: str | Path) -> tuple[str, dict[str, float]]:
+    """(header, {tensor name: scale}) from a TensorRT calibration cache; one-line errors when malformed."""
+    cache = load_calibration_cache(path)
+    return cache.header, cache.scales
+
+
+@dataclass(frozen=True)
+class CacheImport:
+    """A cache matched against an ONNX model's tensors.
+
+    ``amax``: usable ranges (scale * 127) for tensors the model has; ``not_in_model``: cache
+    entries for tensors the ONNX does not have (TensorRT-internal layers such as
+    ``ONNXTRT_Broadcast_*`` or ``(Unnamed Layer* N)``); ``unusable``: tensor -> why its scale
+    cannot become a Q/DQ scale (infinite or NaN).
+    """
+
+    amax: dict[str, float]
+    not_in_model: tuple[str, ...]
+    unusable: dict[str, str]
+    zero: tuple[str, ...]
+
+
+def match_cache(cache: TrtCache, tensors: set[str]) -> CacheImport:
+    """Split ``cache`` into ranges for ``tensors`` (the model's tensor names) and what cannot be used."""
+    amax: dict[str, float] = {}
+    missing, zero = [], []
+    unusable: dict[str, str] = {}
+    for name, scale in cache.scales.items():
+        if name not in tensors:
+            missing.append(name)
+        elif not math.isfinite(scale):
+            unusable[name] = f"scale {scale} (TensorRT could not bound its range)"
+        elif scale < 0:
+            unusable[name] = f"negative scale {scale}"
+        else:
+            amax[name] = scale * INT8_MAX
+            if scale == 0:
+                zero.append(name)
+    return CacheImport(amax, tuple(missing), unusable, tuple(zero))
 
 
 def parse_header(header: str) -> tuple[str, str]:
@@ -130,7 +209,7 @@ def parse_header(header: str) -> tuple[str, str]:
 
 
 def collect_amax(onnx_path: str | Path, calib, *, method: str = "entropy", percentile: float = 99.999,
-                 batch_size: int = 8) -> dict[str, float]:
+                 batch_size: int = 8, entropy_bins: int | None = None) -> dict[str, float]:
     """Per-tensor absolute maximum over ``calib`` (a CalibrationSet) for every float tensor of the ONNX.
 
     Uses onnxruntime's calibrators on the very ONNX file TensorRT will parse, so the names
@@ -144,14 +223,11 @@ def collect_amax(onnx_path: str | Path, calib, *, method: str = "entropy", perce
     if calib.input_name != name:
         raise CalibrationError(f"calibration data is keyed {calib.input_name!r} but the model input is {name!r}")
     ranges = collect_ranges(onnx_path, calib, input_name=name, batch_size=calibration_batch(shape, batch_size, len(calib)),
-                            method=method, percentile=percentile, symmetric=True)
-    amax: dict[str, float] = {}
-    for tensor, rng in ranges.data.items():
-        lo, hi = (float(np.max(np.abs(v))) for v in rng.range_value)
-        amax[tensor] = max(abs(lo), abs(hi))
-    return amax
+                            method=method, percentile=percentile, symmetric=True,
+                            **({} if entropy_bins is None else {"entropy_bins": entropy_bins}))
+    return amax_of(ranges)
 
 
-__all__ = ["write_calibration_cache", "read_calibration_cache", "collect_amax", "trt_version_digits",
-           "parse_header", "scale_to_hex", "hex_to_scale", "ALGORITHMS",
-           "DEFAULT_TRT_VERSION"]
+__all__ = ["ALGORITHMS", "CacheImport", "DEFAULT_TRT_VERSION", "TrtCache", "collect_amax", "hex_to_scale",
+           "load_calibration_cache", "match_cache", "parse_header", "read_calibration_cache", "scale_to_hex",
+           "trt_version_digits", "version_of_digits", "write_calibration_cache"]

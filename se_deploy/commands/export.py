@@ -75,7 +75,7 @@ def register(command) -> None:
                       f"se-deploy quantize {result.path} --int8 --calib-data DIR -o {result.path.with_suffix('')}.int8.onnx")
 
     @command("inspect", help="Show an ONNX model's inputs/outputs, opset, op histogram, parameters, "
-                             "MACs/FLOPs and its SE blocks.")
+                             "MACs/FLOPs and its SE blocks; with --qdq tensorrt, lint its Q/DQ placement.")
     @files()
     def inspect(
         model: Path = typer.Argument(..., help="An .onnx file."),
@@ -83,6 +83,9 @@ def register(command) -> None:
         input_shape: Optional[str] = typer.Option(None, "--input-shape",
                                                   help="NxCxHxW for a model with dynamic H/W, so MACs/FLOPs can be "
                                                        "counted (per batch of 1); without it they are reported unknown."),
+        qdq: Optional[str] = typer.Option(None, "--qdq", help="tensorrt: list every Q/DQ placement TensorRT will not "
+                                                              "fuse, with the node and the rule, whoever made the "
+                                                              "model; exits 1 when it finds any."),
     ) -> None:
         from rich.table import Table
 
@@ -91,6 +94,9 @@ def register(command) -> None:
         from se_deploy.export.inspect import inspect_model
         from se_deploy.onnx_io import load_onnx, model_input
 
+        if qdq is not None:
+            _lint(model, qdq, as_json)
+            return
         proto = load_onnx(model)
         shapes = None
         if input_shape:
@@ -125,6 +131,33 @@ def register(command) -> None:
                           str(b.get("activation")), str(b.get("gate")), str(b.get("position")),
                           str(b.get("scale_node")))
             console.print(t)
+
+    def _lint(model: Path, target: str, as_json: bool) -> None:
+        from rich.table import Table
+
+        from se_deploy.calibration.qdq_lint import lint_file
+        from se_deploy.console import console, line, raw
+        from se_deploy.errors import UsageError
+        from se_deploy.names import QuantTarget
+
+        if target != QuantTarget.tensorrt:
+            raise UsageError(f"--qdq {target!r}: the linter has rules for {QuantTarget.tensorrt} only")
+        report = lint_file(model)
+        if as_json:
+            raw(json.dumps(report, indent=2))
+        elif report["qdq_nodes"] == 0:
+            line(f"{model}: no Q/DQ nodes, so nothing in it is INT8 (quantize it with se-deploy quantize --int8)")
+        elif not report["findings"]:
+            line(f"{model}: {report['qdq_nodes']} Q/DQ nodes, no placement findings for TensorRT")
+        else:
+            t = Table("rule", "node", "op", "why", title=f"{model}: {len(report['findings'])} placements TensorRT "
+                      "will not fuse", title_justify="left")
+            for f in report["findings"]:
+                t.add_row(f["rule"], f["node"], f["op_type"], f["detail"])
+            console.print(t)
+            line("by rule: " + ", ".join(f"{k} {v}" for k, v in report["summary"].items()))
+        if report["findings"] or report["qdq_nodes"] == 0:
+            raise typer.Exit(1)
 
     @command("models", help="List the built-in model zoo (SE models and their plain twins).")
     @files()

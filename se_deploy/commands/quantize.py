@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from se_deploy.calibration.data_options import DataOptions
+from se_deploy.calibration.ranges import DEFAULT_ENTROPY_BINS
 from se_deploy.commands._options import data_options, files
 
 
@@ -45,12 +46,25 @@ def register(command) -> None:
         synthetic: bool = typer.Option(False, "--synthetic", help="Random calibration data for smoke runs "
                                                                   "(reported as SYNTHETIC)."),
         calib_size: Optional[int] = typer.Option(None, "--calib-size", help="Use N samples (deterministic by --seed)."),
-        target: str = typer.Option("tensorrt", "--target", help="tensorrt (symmetric s8) or cpu (u8s8, "
-                                                                "onnxruntime x86)."),
+        target: str = typer.Option("tensorrt", "--target", help="tensorrt (symmetric s8, placed as TensorRT "
+                                                                "fuses it) or cpu (u8s8, onnxruntime x86)."),
         method: str = typer.Option("minmax", "--method", help="minmax, entropy or percentile."),
         percentile: float = typer.Option(99.999, "--percentile", help="Percentile for --method percentile."),
-        quantize_se: bool = typer.Option(False, "--quantize-se", help="Quantize SE excitation paths too "
-                                                                      "(default keeps them float)."),
+        entropy_bins: int = typer.Option(DEFAULT_ENTROPY_BINS, "--entropy-bins",
+                                         help="Histogram bins for --method entropy (at least 128)."),
+        se_mode: Optional[str] = typer.Option(None, "--se-mode", help="cheap (default: the squeeze and the scale "
+                                                                      "read INT8, the excitation stays in the high-"
+                                                                      "precision type), float (whole SE block float) "
+                                                                      "or all (excitation INT8 too)."),
+        quantize_se: bool = typer.Option(False, "--quantize-se", help="Same as --se-mode all."),
+        high_precision: Optional[str] = typer.Option(None, "--high-precision", help="Type of the layers left "
+                                                                                    "unquantized: fp16 (default for "
+                                                                                    "tensorrt; I/O stays FP32) or "
+                                                                                    "fp32 (default for cpu)."),
+        from_trt_cache: Optional[Path] = typer.Option(None, "--from-trt-cache", help="Take activation scales from "
+                                                                                     "a TensorRT calibration cache "
+                                                                                     "(8.x/10.x); --calib-data then "
+                                                                                     "only fills tensors it lacks."),
         exclude: List[str] = typer.Option([], "--exclude", help="Node name or op type to keep float (repeatable)."),
         batch_size: int = typer.Option(8, "--batch-size", help="Calibration batch for dynamic-batch models."),
         eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Held-out data for the accuracy check "
@@ -88,8 +102,9 @@ def register(command) -> None:
         check_output_path(output)
         model_io(model, data.input_shape)  # a bad model or shape fails before any data is read
         if fp16:
-            if calib_data is not None or synthetic or write_trt_cache is not None:
-                raise UsageError("--fp16 needs no calibration data; drop --calib-data/--synthetic/--write-trt-cache")
+            if calib_data is not None or synthetic or write_trt_cache is not None or from_trt_cache is not None:
+                raise UsageError("--fp16 needs no calibration data; drop --calib-data/--synthetic/--write-trt-cache/"
+                                 "--from-trt-cache")
             from se_deploy.calibration.fp16 import Fp16Config, convert_fp16, default_op_block_list
 
             eval_set = None if eval_data is None else load_for_model(eval_data, model, data, role="evaluation")
@@ -105,23 +120,39 @@ def register(command) -> None:
         from se_deploy.calibration.jobs import quantize_with_holdout, write_trt_cache_for
         from se_deploy.calibration.quantize import QuantConfig
 
-        if calib_data is None and not synthetic:
-            raise UsageError("--int8 needs --calib-data DIR|FILE.npz (or --synthetic for a smoke run)")
-        cfg = QuantConfig(target=target, method=method, percentile=percentile, se_aware=not quantize_se,
+        if calib_data is None and not synthetic and from_trt_cache is None:
+            raise UsageError("--int8 needs --calib-data DIR|FILE.npz or --from-trt-cache FILE (or --synthetic for a "
+                             "smoke run)")
+        if write_trt_cache is not None and calib_data is None and not synthetic:
+            raise UsageError("--write-trt-cache needs --calib-data (the ranges are collected on the FP32 model)")
+        if quantize_se and se_mode not in (None, "all"):
+            raise UsageError(f"--quantize-se means --se-mode all; it contradicts --se-mode {se_mode}")
+        cfg = QuantConfig(target=target, method=method, percentile=percentile, entropy_bins=entropy_bins,
+                          se_mode="all" if quantize_se else se_mode, high_precision=high_precision,
                           exclude=tuple(exclude), batch_size=batch_size, max_drop=max_drop)
-        samples = load_for_model(calib_data, model, data, role="calibration", size=calib_size, synthetic=synthetic)
+        samples = None
+        if calib_data is not None or synthetic:
+            samples = load_for_model(calib_data, model, data, role="calibration", size=calib_size,
+                                     synthetic=synthetic)
         held = None if eval_data is None else load_for_model(eval_data, model, data, role="held-out evaluation")
-        with status(f"calibrating and quantizing ({target}, {method})"):
+        what = f"importing {from_trt_cache}" if from_trt_cache is not None else "calibrating"
+        with status(f"{what} and quantizing ({target}, {method})"):
             side, calib = quantize_with_holdout(model, output, samples, cfg, eval_set=held, holdout=holdout,
-                                                seed=data.seed, save_calib=save_calib, keep_rejected=keep_rejected)
-        if save_calib is not None:
+                                                seed=data.seed, save_calib=save_calib, keep_rejected=keep_rejected,
+                                                trt_cache=from_trt_cache)
+        if save_calib is not None and calib is not None:
             line(f"saved {len(calib)} calibration samples to {save_calib} (key {calib.input_name!r})")
         warn_all(side["warnings"])
         console.print(accuracy_table(side["accuracy"], title=f"INT8 ({target}) vs FP32"))
-        line(f"INT8 {output}: {side['se_blocks']} SE blocks "
-             f"({'excitation kept float' if cfg.se_aware else 'quantized too'}), "
-             f"{len(side['excluded_nodes'])} nodes kept float, {side['calibration']['samples']} "
-             f"calibration samples ({side['calibration']['source_kind']})")
+        if from_trt_cache is not None:
+            r = side["ranges"]
+            line(f"TensorRT {r['trt_version']} {r['algorithm']} cache: {r['imported']} of {r['entries']} scales "
+                 f"imported, {len(r['not_in_model'])} for tensors the ONNX does not have (TensorRT-internal), "
+                 f"{len(r['unusable'])} unusable, {len(r['missing'])} quantized tensors calibrated from data")
+        source = (f"{side['calibration']['samples']} calibration samples ({side['calibration']['source_kind']})"
+                  if side["calibration"] else "scales from the TensorRT cache")
+        line(f"INT8 {output}: {side['se_blocks']} SE blocks (SE mode {side['se_mode']}), float layers in "
+             f"{side['high_precision']}, {len(side['lint'])} placement findings, {source}")
         if write_trt_cache is not None:
             with status("collecting tensor ranges for the TensorRT calibration cache"):
                 n = write_trt_cache_for(model, output, calib, cfg, write_trt_cache, trt_version=trt_version)
@@ -170,8 +201,9 @@ def register(command) -> None:
         if max_drop is not None:
             check_max_drop(report, max_drop)
 
-    @command("calibrate", help="Preprocess calibration data once and save it as calib.npz keyed by the model's "
-                               "input name (the layout ModelOpt and Polygraphy read).")
+    @command("calibrate", help="Preprocess calibration data once and save it as calib.npz holding one array keyed "
+                               "by the model's input name (the layout ModelOpt and Polygraphy read); labels go to "
+                               "calib.labels.npz beside it.")
     @files(inputs=("model", "source"), outputs=("output",), sidecars=("output",))
     @data_options
     def calibrate(
@@ -189,8 +221,11 @@ def register(command) -> None:
         ds = load_for_model(source, model, data, role="calibration", size=calib_size)
         ds.save_with_sidecar(output)
         warn_all(ds.warnings)
-        line(f"saved {len(ds)} samples {tuple(ds.arrays.shape)} to {output} (key {ds.input_name!r}"
-             f"{', with labels' if ds.labels is not None else ''}; skipped {ds.provenance.get('skipped', 0)})")
+        from se_deploy.calibration.sources import labels_path
+
+        labels = f", labels in {labels_path(output).name}" if ds.labels is not None else ""
+        line(f"saved {len(ds)} samples {tuple(ds.arrays.shape)} to {output} (key {ds.input_name!r} only, as "
+             f"ModelOpt's --calibration_data_path reads it{labels}; skipped {ds.provenance.get('skipped', 0)})")
 
     @command("train-demo", help="Train a small SE model on scikit-learn's digits (no download) and write "
                                 "model.onnx, calib.npz and eval.npz for trying quantize/compare.")

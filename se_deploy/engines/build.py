@@ -50,8 +50,6 @@ Log = Callable[[str], None]
 
 #: The TensorRT major a trtexec line is written for when neither --trt-version nor an install says.
 DEFAULT_MAJOR = 10
-#: The QuantConfig field that chooses the type of the layers the Q/DQ quantizer leaves unquantized.
-HIGH_PRECISION_FIELD = "high_precision"
 #: How long a trtexec build may take (a large model at the highest optimization level takes long on a Jetson).
 TRTEXEC_BUILD_TIMEOUT_S = 4 * 3600
 
@@ -83,17 +81,9 @@ def tensorrt_quant_config(high_precision: str, base: QuantConfig | None = None) 
     """``base`` (or the defaults) for the tensorrt target, with the layers the quantizer leaves unquantized
     written in ``high_precision`` (fp16 for the mixed INT8+FP16 build, else fp32).
 
-    The quantizer learns the choice through ``QuantConfig.high_precision``; where that field is
-    absent the quantizer writes FP32 float layers, which serves every build but the mixed one.
     """
     fields = {**(base.model_dump() if base is not None else {}), "target": QuantTarget.tensorrt}
-    if HIGH_PRECISION_FIELD in QuantConfig.model_fields:
-        return QuantConfig(**{**fields, HIGH_PRECISION_FIELD: high_precision})
-    if high_precision == Precision.fp16:
-        raise UsageError("INT8 with FP16 float layers needs the Q/DQ quantizer's FP16 high precision "
-                         "(QuantConfig.high_precision), which this se-deploy does not have: build --int8 and --fp16 "
-                         "engines separately")
-    return QuantConfig(**fields)
+    return QuantConfig(**{**fields, "high_precision": high_precision})
 
 
 def quant_config_for(plan: PrecisionPlan) -> QuantConfig:

@@ -229,11 +229,11 @@ def _tensorrt_engine(job: Job, role: str, prec: str) -> tuple[Path, Path]:
         bc = BuildConfig(onnx=str(job.onnx(role, Precision.fp16)), output=str(plan), fp16=True, batch=batch)
     else:
         mixed = prec == Precision.int8fp16
+        high = Precision.fp16 if mixed else Precision.fp32
         qdq = job.onnx(role, Precision.int8)
-        if mixed or cfg.quantize.target != QuantTarget.tensorrt:
+        if cfg.quantize.target != QuantTarget.tensorrt or cfg.quantize.resolved_high_precision != high:
             qdq = job.out / role / f"model.{prec}.tensorrt.onnx"
-            quantize_int8(job.onnx(role), qdq, _load_npz(job.calib),
-                          tensorrt_quant_config(Precision.fp16 if mixed else Precision.fp32, cfg.quantize))
+            quantize_int8(job.onnx(role), qdq, _load_npz(job.calib), tensorrt_quant_config(high, cfg.quantize))
         bc = BuildConfig(onnx=str(qdq), output=str(plan), int8=True, fp16=mixed, batch=batch)
     outcome = build_or_trtexec(bc, log=lambda msg: None)
     if outcome.not_built is not None:

@@ -102,13 +102,25 @@ def test_npz_round_trip_keyed_by_input_name_with_labels(tmp_path):
     write_images(tmp_path / "imgs", n_per_class=2)
     ds = _load(tmp_path / "imgs")
     out = ds.save_npz(tmp_path / "calib.npz")
-    with np.load(out) as z:
-        assert sorted(z.keys()) == ["input", "labels"]
+    with np.load(out) as z:  # one array per model input, as ModelOpt's --calibration_data_path requires
+        assert sorted(z.keys()) == ["input"]
         assert z["input"].dtype == np.float32
+    with np.load(tmp_path / "calib.labels.npz") as z:
+        assert z["labels"].tolist() == ds.labels.tolist() and len(str(z["data_sha256"])) == 64
     again = _load(out, pre=make_preprocess("none"))
     assert again.source_kind == "npz"
     np.testing.assert_array_equal(again.arrays, ds.arrays)
     np.testing.assert_array_equal(again.labels, ds.labels)
+    # labels written for another version of the data file are refused, not silently attached
+    CalibrationSet(ds.arrays[::-1].copy(), "input", "npz", {}).save_npz(tmp_path / "other.npz")
+    (tmp_path / "calib.labels.npz").replace(tmp_path / "other.labels.npz")
+    with pytest.raises(CalibrationError, match="other.labels.npz was written for another version of other.npz"):
+        _load(tmp_path / "other.npz", pre=make_preprocess("none"))
+    # saving without labels removes a stale labels file, and an old-style npz 'labels' key still reads
+    CalibrationSet(ds.arrays, "input", "npz", {}).save_npz(tmp_path / "other.npz")
+    assert not (tmp_path / "other.labels.npz").exists()
+    np.savez(tmp_path / "old.npz", input=ds.arrays, labels=ds.labels)
+    np.testing.assert_array_equal(_load(tmp_path / "old.npz", pre=make_preprocess("none")).labels, ds.labels)
 
 
 @pytest.mark.parametrize("payload, msg", [

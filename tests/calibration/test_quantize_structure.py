@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import onnx
 import pytest
@@ -11,9 +9,9 @@ from onnx import numpy_helper
 
 from se_deploy.calibration.dataset import CalibrationSet
 from se_deploy.calibration.fp16 import Fp16Config, convert_fp16
-from se_deploy.calibration.quantize import QuantConfig, qdq_facts, quantize_int8
+from se_deploy.calibration.quantize import QuantConfig, quantize_int8
 from se_deploy.runtime.onnxruntime import run_onnx
-from se_deploy.errors import CalibrationError, UsageError
+from se_deploy.errors import CalibrationError, InputError, UsageError
 from se_deploy.export.se_detect import find_se_blocks
 from se_deploy.numerics import compare_arrays
 
@@ -37,6 +35,10 @@ def _zero_points(model) -> list[np.ndarray]:
             if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2 and n.input[2] in inits]
 
 
+def _decisions(side) -> dict[str, dict]:
+    return {d["node"]: d for d in side["placement"]["decisions"]}
+
+
 @pytest.fixture(scope="module")
 def trt_int8(tiny_se_onnx, data, tmp_path_factory):
     out = tmp_path_factory.mktemp("q") / "tiny.trt.int8.onnx"
@@ -44,7 +46,7 @@ def trt_int8(tiny_se_onnx, data, tmp_path_factory):
     return out, side
 
 
-def test_tensorrt_form_is_symmetric_s8_float_bias_both_add_inputs(trt_int8):
+def test_tensorrt_form_is_symmetric_s8_float_bias_per_channel(trt_int8):
     out, side = trt_int8
     model = onnx.load(str(out))
     zps = _zero_points(model)
@@ -55,38 +57,39 @@ def test_tensorrt_form_is_symmetric_s8_float_bias_both_add_inputs(trt_int8):
     inits = {i.name: i for i in model.graph.initializer}
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     for conv in convs:
-        if len(conv.input) > 2:  # bias: a float initializer, never an int32 DequantizeLinear
-            assert conv.input[2] in inits and inits[conv.input[2]].data_type == onnx.TensorProto.FLOAT
+        if len(conv.input) > 2:  # bias: a float (FP16) initializer, never an int32 DequantizeLinear
+            assert conv.input[2] in inits and inits[conv.input[2]].data_type == onnx.TensorProto.FLOAT16
     adds = [n for n in model.graph.node if n.op_type == "Add"]
-    assert len(adds) == 2
+    assert len(adds) == 2  # neither Add can fuse into a Conv here, so both read INT8 on both inputs
     for add in adds:
         assert all(producer[i].op_type == "DequantizeLinear" for i in add.input), add.name
-    # per-channel weights: the weight DequantizeLinear of a non-SE conv has one scale per output channel
-    se = set(side["structure"]["quantized_excitation_nodes"]) | {e["node"] for e in side["excluded_nodes"]}
-    conv = next(c for c in convs if c.name not in se and c.input[1] in producer)
+    # per-channel weights: the weight DequantizeLinear of a quantized conv has one scale per output channel
+    dec = _decisions(side)
+    conv = next(c for c in convs if dec[c.name]["quantize"])
     wdq = producer[conv.input[1]]
     assert numpy_helper.to_array(inits[wdq.input[1]]).shape == (16,)
     assert side["structure"]["int32_bias_dequantize"] == 0 and side["structure"]["dynamic_quantize_linear"] == 0
+    assert side["lint"] == [] and side["high_precision"] == "fp16" and side["se_mode"] == "cheap"
     onnx.checker.check_model(model)
 
 
-def test_se_excitation_stays_float_and_sidecar_records_it(tiny_se_onnx, trt_int8):
+def test_cheap_se_reads_int8_and_keeps_the_excitation_in_fp16(tiny_se_onnx, trt_int8):
     out, side = trt_int8
     model = onnx.load(str(out))
     exc = _excitation_nodes(onnx.load(str(tiny_se_onnx)))
     assert len(exc) == 10, "SE detection must find both blocks (2 x squeeze, FC, act, FC, gate)"
     producer = {o: n for n in model.graph.node for o in n.output}
     nodes = {n.name: n for n in model.graph.node}
+    dec = _decisions(side)
     for name in exc:
         node = nodes[name]
-        if node.op_type == "Conv":  # excitation FC weights stay float initializers
+        if node.op_type == "Conv":  # excitation FC weights stay FP16 initializers
             assert node.input[1] not in producer, f"{name} has quantized weights"
-        if node.op_type in ("Sigmoid", "Relu"):
-            assert producer[node.input[0]].op_type != "DequantizeLinear"
-    reasons = {e["node"]: e["reason"] for e in json.loads(out.with_name(out.name + ".json").read_text())["excluded_nodes"]}
-    assert {reasons[n] for n in exc} == {"se-excitation"}
+            assert dec[name]["rule"] == "se-excitation" and not dec[name]["quantize"]
+    for scale in (n for n in model.graph.node if n.op_type == "Mul"):  # the scale reads INT8 map and gate
+        assert all(producer[i].op_type == "DequantizeLinear" for i in scale.input), scale.name
+        assert dec[scale.name]["rule"] == "se-scale"
     assert side["se_blocks"] == 2 and side["status"] == "accepted" and side["target"] == "tensorrt"
-    assert side["structure"]["quantized_excitation_nodes"] == []
     acc = side["accuracy"]["candidates"]["int8"]
     assert acc["cosine"] > 0.999 and acc["sqnr_db"] > 25
     assert side["calibration"]["samples"] == 32 and side["accuracy"]["samples"] == 16
@@ -94,11 +97,20 @@ def test_se_excitation_stays_float_and_sidecar_records_it(tiny_se_onnx, trt_int8
 
 def test_quantize_all_puts_the_excitation_in_int8(tiny_se_onnx, data, tmp_path):
     out = tmp_path / "all.onnx"
-    side = quantize_int8(tiny_se_onnx, out, data[0], QuantConfig(target="tensorrt", se_aware=False))
-    facts = qdq_facts(onnx.load(str(out)), tuple(_excitation_nodes(onnx.load(str(tiny_se_onnx)))))
-    fc_convs = [n for n in facts["quantized_excitation_nodes"] if "fc" in n]
-    assert len(fc_convs) == 4  # both FCs of both blocks now read quantized weights
-    assert side["se_aware"] is False and side["excluded_nodes"] == []
+    side = quantize_int8(tiny_se_onnx, out, data[0], QuantConfig(target="tensorrt", se_mode="all"))
+    model = onnx.load(str(out))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    fcs = [n for n in model.graph.node if n.op_type == "Conv" and "fc" in n.name]
+    assert len(fcs) == 4 and all(producer[n.input[1]].op_type == "DequantizeLinear" for n in fcs)
+    assert side["se_mode"] == "all" and side["lint"] == []
+
+
+def test_float_se_is_the_comparison_form(tiny_se_onnx, data, tmp_path):
+    out = tmp_path / "float.onnx"
+    side = quantize_int8(tiny_se_onnx, out, data[0], QuantConfig(target="tensorrt", se_mode="float"))
+    assert side["se_mode"] == "float"
+    assert {f["rule"] for f in side["lint"]} == {"se_float_map"}
+    assert any("placement finding(s)" in w for w in side["warnings"])
 
 
 def test_cpu_form_is_u8_activations_s8_per_channel_weights(tiny_se_onnx, data, tmp_path):
@@ -110,7 +122,10 @@ def test_cpu_form_is_u8_activations_s8_per_channel_weights(tiny_se_onnx, data, t
     assert q_zps == {np.dtype(np.uint8)}
     weights = [v for v in inits.values() if v.dtype == np.int8 and v.ndim == 4]
     assert weights, "conv weights are stored as int8"
-    assert side["structure"]["quantized_excitation_nodes"] == []
+    assert side["high_precision"] == "fp32" and side["structure"]["fp16_tensors"] == 0
+    producer = {o: n for n in model.graph.node for o in n.output}
+    fcs = [n for n in model.graph.node if n.op_type == "Conv" and "fc" in n.name]
+    assert fcs and not any(n.input[1] in producer for n in fcs)  # the excitation stays float
     ref = run_onnx(str(tiny_se_onnx), {"input": data[1].arrays})["logits"]
     got = run_onnx(str(out), {"input": data[1].arrays})["logits"]
     assert compare_arrays(ref, got).cosine > 0.999
@@ -119,7 +134,7 @@ def test_cpu_form_is_u8_activations_s8_per_channel_weights(tiny_se_onnx, data, t
 def test_exclude_by_op_type_and_node_name(tiny_se_onnx, data, tmp_path):
     out = tmp_path / "ex.onnx"
     side = quantize_int8(tiny_se_onnx, out, data[0], QuantConfig(target="tensorrt", exclude=("Gemm",)))
-    gemm = [e for e in side["excluded_nodes"] if e["reason"] == "user:Gemm"]
+    gemm = [e for e in side["excluded_nodes"] if e["reason"] == "user-exclude"]
     assert len(gemm) == 1
     model = onnx.load(str(out))
     producer = {o: n for n in model.graph.node for o in n.output}
@@ -139,11 +154,25 @@ def test_small_calibration_warns_and_wrong_input_name_fails(tiny_se_onnx, data, 
     assert not (tmp_path / "x.onnx").exists()
 
 
+def test_fp16_or_quantized_models_are_refused_with_one_line(tiny_se_onnx, data, trt_int8, tmp_path):
+    fp16 = tmp_path / "m.fp16.onnx"
+    convert_fp16(tiny_se_onnx, fp16, Fp16Config())
+    with pytest.raises(InputError, match=r"is an FP16 model \(\d+ FP16 tensors\): quantize the FP32 model instead"):
+        quantize_int8(fp16, tmp_path / "x.onnx", data[0], QuantConfig())
+    with pytest.raises(InputError, match="is already quantized"):
+        quantize_int8(trt_int8[0], tmp_path / "x.onnx", data[0], QuantConfig())
+    assert not (tmp_path / "x.onnx").exists()
+
+
 @pytest.mark.parametrize("kw, msg", [
     ({"target": "gpu"}, "^target: 'gpu' is not one of tensorrt, cpu$"),
     ({"method": "kl"}, "^method: 'kl' is not one of minmax, entropy, percentile$"),
     ({"percentile": 50.0}, "^percentile: 50.0 must be >= 90"), ({"max_drop": -1.0}, "^max_drop: -1.0 must be >= 0"),
     ({"batch_size": 0}, "^batch_size: 0 must be > 0$"),
+    ({"se_mode": "half"}, "^se_mode: 'half' is not one of cheap, float, all$"),
+    ({"high_precision": "bf16"}, "^high_precision: 'bf16' is not one of fp16, fp32$"),
+    ({"entropy_bins": 64}, "^entropy_bins: 64 must be >= 128$"),
+    ({"target": "cpu", "high_precision": "fp16"}, "^high_precision: 'fp16' is for the tensorrt target"),
     ({"target": "tensorrt", "per_channel": False}, "^per_channel: false is refused for the tensorrt target")])
 def test_quant_config_validation(kw, msg):
     with pytest.raises(UsageError, match=msg):
@@ -180,19 +209,23 @@ def test_fp16_io_and_keep_se_float(tiny_se_onnx, tmp_path):
 
 
 def test_entropy_and_percentile_calibration_differ_from_minmax(tiny_se_onnx, data, tmp_path):
-    """onnxruntime's entropy default (128 bins for 128 levels) equals minmax; ours must search thresholds."""
+    """With 128 bins for 128 levels onnxruntime's KL search has one candidate (about minmax, what ModelOpt
+    gets); with 2048 bins it searches thresholds and clips."""
 
-    def act_scales(method: str) -> np.ndarray:
+    def act_scales(method: str, **kw) -> np.ndarray:
         out = tmp_path / f"{method}.onnx"
-        side = quantize_int8(tiny_se_onnx, out, data[0], QuantConfig(target="tensorrt", method=method))
+        side = quantize_int8(tiny_se_onnx, out, data[0], QuantConfig(target="tensorrt", method=method,
+                                                                     high_precision="fp32", **kw))
         assert side["method"] == method
         model = onnx.load(str(out))
         inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
         return np.asarray([float(inits[n.input[1]]) for n in model.graph.node if n.op_type == "QuantizeLinear"])
 
-    minmax, entropy, pct = act_scales("minmax"), act_scales("entropy"), act_scales("percentile")
-    assert minmax.shape == entropy.shape == pct.shape
-    assert np.all(entropy <= minmax * 1.0001) and np.any(entropy < minmax * 0.99)
+    minmax, pct = act_scales("minmax"), act_scales("percentile")
+    e128, e2048 = act_scales("entropy", entropy_bins=128), act_scales("entropy", entropy_bins=2048)
+    assert minmax.shape == e128.shape == e2048.shape == pct.shape
+    assert np.all(e128 <= minmax * 1.0001) and np.all(e128 >= minmax * 0.5)
+    assert np.all(e2048 <= minmax * 1.0001) and np.any(e2048 < minmax * 0.99)
     assert np.all(pct <= minmax * 1.0001) and np.any(pct < minmax * 0.99)
 
 

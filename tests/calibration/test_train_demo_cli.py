@@ -15,9 +15,13 @@ def test_train_demo_then_quantize_within_budget(tmp_path):
     out = tmp_path / "demo"  # created by the command
     r = runner.invoke(app, ["train-demo", "-o", str(out), "--epochs", "1"])
     assert r.exit_code == 0, r.output
-    assert {p.name for p in out.iterdir()} >= {"model.onnx", "model.onnx.json", "calib.npz", "eval.npz"}
-    ev = np.load(out / "eval.npz")
-    assert "labels" in ev.files and len(ev["labels"]) == 540
+    assert {p.name for p in out.iterdir()} >= {"model.onnx", "model.onnx.json", "calib.npz", "eval.npz",
+                                               "calib.labels.npz", "eval.labels.npz"}
+    for name in ("calib", "eval"):  # one array per model input, as ModelOpt's CLI requires; labels beside
+        with np.load(out / f"{name}.npz") as z:
+            assert z.files == ["input"]
+    with np.load(out / "eval.labels.npz") as z:
+        assert len(z["labels"]) == 540
     q = out / "model.int8.onnx"
     r = runner.invoke(app, ["quantize", str(out / "model.onnx"), "--int8", "--target", "cpu", "--calib-data",
                             str(out / "calib.npz"), "--calib-size", "256", "--eval-data", str(out / "eval.npz"),

@@ -86,10 +86,19 @@ def test_trt11_int8_quantizes_to_qdq_first(model, tmp_path):
     q = tmp_path / "m.int8.onnx"
     assert r.stdout.startswith(f"trtexec --onnx={q} ")
     assert not {"--int8", "--fp16", "--calib", "--best"} & {a.split("=")[0] for a in r.stdout.split()}
-    assert onnx_precision(load_onnx(q)).has_qdq
+    prec = onnx_precision(load_onnx(q))
+    assert prec.has_qdq and prec.has_fp16  # INT8 layers, the rest FP16: no precision flag needed
     x = np.load(calib)["input"][:4]
     cmp = compare_arrays(run_onnx(str(model), {"input": x})["output"], run_onnx(str(q), {"input": x})["output"])
     assert cmp.cosine > 0.99, cmp
+    # --fp16 next to --int8 --calib-data asks for what the prepared ONNX already holds: accepted on 11.x,
+    # strongly typed without weak-typing flags on 10.x
+    for major, want in (("11", set()), ("10", {"--stronglyTyped"})):
+        r = invoke(model, "-o", tmp_path / "m.plan", "--int8", "--fp16", "--calib-data", calib, "--batch", "1:2:4",
+                   "--trt-version", major, "--print-trtexec")
+        assert r.exit_code == 0, r.output
+        flags = {a.split("=")[0] for a in r.stdout.split()}
+        assert flags & {"--int8", "--fp16", "--calib", "--best", "--stronglyTyped"} == want, r.stdout
 
 
 @pytest.mark.parametrize("version, header", [(None, "TRT-100300-EntropyCalibration2"),
@@ -193,19 +202,13 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path, model, args, code, message
 
 # --- the mixed INT8+FP16 build: Q/DQ written with FP16 high precision ----------------------------
 
-from se_deploy.calibration.quantize import QuantConfig  # noqa: E402
 from se_deploy.engines import build as build_module  # noqa: E402
-from se_deploy.engines.build import HIGH_PRECISION_FIELD, tensorrt_quant_config  # noqa: E402
-
-HAS_HP = HIGH_PRECISION_FIELD in QuantConfig.model_fields
+from se_deploy.engines.build import tensorrt_quant_config  # noqa: E402
 
 
-@pytest.mark.xfail(not HAS_HP, strict=True, reason="QuantConfig.high_precision (fp16 | fp32) comes with the Q/DQ "
-                   "quantizer's FP16 high precision; the mixed build passes it through tensorrt_quant_config")
 def test_quantizer_takes_the_high_precision_of_the_mixed_build():
-    assert HAS_HP
-    assert getattr(tensorrt_quant_config("fp16"), HIGH_PRECISION_FIELD) == "fp16"
-    assert getattr(tensorrt_quant_config("fp32"), HIGH_PRECISION_FIELD) == "fp32"  # --int8 alone: FP32 layers
+    assert tensorrt_quant_config("fp16").high_precision == "fp16"
+    assert tensorrt_quant_config("fp32").high_precision == "fp32"  # --int8 alone: FP32 layers
     assert tensorrt_quant_config("fp32").target == "tensorrt"
 
 
@@ -223,12 +226,8 @@ def test_mixed_build_quantizes_with_fp16_high_precision(model, tmp_path, monkeyp
     calib = calib_npz(tmp_path / "c.npz", n=16)
     r = invoke(model, "-o", tmp_path / "m.plan", "--int8", "--fp16", "--calib-data", calib, "--trt-version", major,
                "--print-trtexec")
-    if not HAS_HP:  # until the quantizer can write FP16 layers, the request is refused, never downgraded
-        assert r.exit_code == 2 and "QuantConfig.high_precision" in one_error_line(r)
-        assert r.stdout == ""
-        return
     assert r.exit_code == 0, r.output
-    assert getattr(seen["config"], HIGH_PRECISION_FIELD) == "fp16" and seen["config"].target == "tensorrt"
+    assert seen["config"].high_precision == "fp16" and seen["config"].target == "tensorrt"
     q = tmp_path / "m.int8.onnx"
     prec = onnx_precision(load_onnx(q))
     assert prec.has_qdq and prec.has_fp16
@@ -247,5 +246,4 @@ def test_int8_alone_keeps_fp32_layers(model, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     cfg = seen["config"]
     assert cfg.target == "tensorrt"
-    if HAS_HP:
-        assert getattr(cfg, HIGH_PRECISION_FIELD) == "fp32"
+    assert cfg.high_precision == "fp32"

@@ -309,11 +309,6 @@ def test_trtexec_builds_and_times_the_same_engine(workdir, tmp_path):
 
 
 def test_mixed_int8_fp16_build_runs_int8_and_fp16_layers(workdir):
-    from se_deploy.calibration.quantize import QuantConfig
-    from se_deploy.engines.build import HIGH_PRECISION_FIELD
-
-    if HIGH_PRECISION_FIELD not in QuantConfig.model_fields:
-        pytest.skip("the Q/DQ quantizer has no FP16 high precision yet (QuantConfig.high_precision)")
     plan, meta = _build(workdir, "mixed", "--int8", "--fp16", "--calib-data", str(workdir / "calib.npz"))
     counts = meta["layers"]["precision_counts"]
     assert counts.get("int8", 0) > 0 and counts.get("fp16", 0) > 0
