@@ -87,18 +87,20 @@ def test_trt11_int8_quantizes_to_qdq_first(model, tmp_path):
     assert r.stdout.startswith(f"trtexec --onnx={q} ")
     assert not {"--int8", "--fp16", "--calib", "--best"} & {a.split("=")[0] for a in r.stdout.split()}
     prec = onnx_precision(load_onnx(q))
-    assert prec.has_qdq and prec.has_fp16  # INT8 layers, the rest FP16: no precision flag needed
+    # INT8 layers, the rest in FP32 as --int8 alone asks (TensorRT's flag meaning): no precision flag needed
+    assert prec.has_qdq and not prec.has_fp16
     x = np.load(calib)["input"][:4]
     cmp = compare_arrays(run_onnx(str(model), {"input": x})["output"], run_onnx(str(q), {"input": x})["output"])
     assert cmp.cosine > 0.99, cmp
-    # --fp16 next to --int8 --calib-data asks for what the prepared ONNX already holds: accepted on 11.x,
-    # strongly typed without weak-typing flags on 10.x
+    # --fp16 next to --int8 --calib-data writes the unquantized layers in FP16: accepted on 11.x, strongly
+    # typed without weak-typing flags on 10.x
     for major, want in (("11", set()), ("10", {"--stronglyTyped"})):
         r = invoke(model, "-o", tmp_path / "m.plan", "--int8", "--fp16", "--calib-data", calib, "--batch", "1:2:4",
                    "--trt-version", major, "--print-trtexec")
         assert r.exit_code == 0, r.output
         flags = {a.split("=")[0] for a in r.stdout.split()}
         assert flags & {"--int8", "--fp16", "--calib", "--best", "--stronglyTyped"} == want, r.stdout
+        assert onnx_precision(load_onnx(q)).has_fp16
 
 
 @pytest.mark.parametrize("version, header", [(None, "TRT-100300-EntropyCalibration2"),
