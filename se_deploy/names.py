@@ -42,6 +42,7 @@ class Backend(Name):
     """Runtimes that run a model (one runner each in se_deploy.runtime)."""
 
     onnxruntime = "onnxruntime"
+    openvino = "openvino"
     tensorrt = "tensorrt"
     torch = "torch"
 
