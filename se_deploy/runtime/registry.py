@@ -18,6 +18,7 @@ from typing import Any, Callable
 from se_deploy.envinfo import _read_file
 from se_deploy.errors import UsageError
 from se_deploy.runtime.base import Capabilities, Runner
+from se_deploy.runtime.openvino import device_names, host_precision
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,6 @@ def _probe_openvino(jetson: bool) -> BackendInfo:
     except Exception as e:
         return BackendInfo("openvino", False, reason=f"cannot import openvino ({type(e).__name__})",
                            install=install_hint("openvino", jetson))
-    from se_deploy.runtime.openvino import device_names, host_precision
-
     core = ov.Core()
     devices = device_names(core)
     details: dict[str, Any] = {"build": ov.get_version(), "devices": devices}
