@@ -53,6 +53,10 @@ EngineBackend = Name("EngineBackend", [("auto", "auto")] + [(b.name, b.value) fo
                                                             if b is not Backend.torch])
 
 
+# bench's --backend: "auto" (see se_deploy.bench.backend_choice) or any backend.
+BenchBackend = Name("BenchBackend", [("auto", "auto")] + [(b.name, b.value) for b in Backend])
+
+
 class BenchMode(Name):
     """singlestream: p90 latency headline (MLPerf); offline: throughput headline."""
 
@@ -98,8 +102,8 @@ class PreprocessPreset(Name):
     imagenet = "imagenet"
 
 
-ALL: tuple[type[Name], ...] = (Backend, EngineBackend, BenchMode, Exporter, Simplifier, Precision, QuantTarget,
+ALL: tuple[type[Name], ...] = (Backend, EngineBackend, BenchBackend, BenchMode, Exporter, Simplifier, Precision, QuantTarget,
                                CalibMethod, PreprocessPreset)
 
-__all__ = ["ALL", "Backend", "BenchMode", "CalibMethod", "EngineBackend", "Exporter", "Name", "Precision",
+__all__ = ["ALL", "Backend", "BenchBackend", "BenchMode", "CalibMethod", "EngineBackend", "Exporter", "Name", "Precision",
            "PreprocessPreset", "QuantTarget", "Simplifier"]

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from se_deploy.names import Backend, BenchMode
+from se_deploy.names import BenchBackend, BenchMode
 
 
 class ReportAction(str, enum.Enum):
@@ -22,8 +22,11 @@ def register(command) -> None:
                            "its bootstrap interval.")
     def bench(
         target: str = typer.Argument(..., metavar="MODEL_OR_ENGINE", help="Zoo name, ONNX file or TensorRT plan."),
-        backend: Optional[Backend] = typer.Option(None, "--backend",
-                                                  help="Runtime (default: tensorrt for plans, else onnxruntime)."),
+        backend: Optional[List[BenchBackend]] = typer.Option(
+            None, "--backend", help="Runtime (default: tensorrt for plans, else onnxruntime). Repeat it to time "
+                                    "backends side by side (--backend onnxruntime --backend openvino). auto: "
+                                    "tensorrt for plans, else the installed CPU runtime that is faster on this "
+                                    "model in a short interleaved probe (recorded in the results)."),
         batch: str = typer.Option("1", "--batch", help="Comma-separated batch sizes, e.g. 1,8,32."),
         threads: int = typer.Option(0, "--threads", help="Intra-op threads (0: backend default)."),
         warmup_s: float = typer.Option(1.0, "--warmup-s", help="Warm-up seconds per candidate."),
@@ -36,7 +39,8 @@ def register(command) -> None:
                                      help="auto: plain zoo twin or SE-ablated graph; none; or a PATH to the plain "
                                           "model/engine."),
         input_shape: str = typer.Option("1x3x224x224", "--input-shape", help="Export shape for zoo models."),
-        profile: bool = typer.Option(False, "--profile", help="Add a per-op breakdown (onnxruntime profiler)."),
+        profile: bool = typer.Option(False, "--profile", help="Add a per-op breakdown (the onnxruntime profiler, "
+                                                              "OpenVINO's performance counters)."),
         confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the SE-tax interval."),
         output: Path = typer.Option(Path("results.json"), "-o", "--output", help="Where to write results.json."),
         html: Optional[Path] = typer.Option(None, "--html", help="Also render the HTML report here."),
@@ -60,9 +64,10 @@ def register(command) -> None:
         shape = parse_shape(input_shape)
 
         with tempfile.TemporaryDirectory(prefix="se-deploy-bench-") as tmp:
-            prep = prepare(target, backend=backend.value if backend else None, baseline=baseline,
-                           input_shape=shape, workdir=Path(tmp), say=note)
-            results = benchmark(prep.candidates, cfg, models=prep.models, run_name="", on_progress=note)
+            prep = prepare(target, backend=[b.value for b in backend or []], baseline=baseline, input_shape=shape,
+                           workdir=Path(tmp), say=note, batch=cfg.batches[0], threads=threads)
+            results = benchmark(prep.candidates, cfg, models=prep.models, run_name="", run_extra=prep.run,
+                                on_progress=note)
         results.warnings[:0] = prep.warnings
         save_results(results, output)
         print_summary(results, console)
