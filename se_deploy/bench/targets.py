@@ -80,8 +80,8 @@ def _check(kind: str, backend: str, path: Path) -> None:
     if kind == "plan" and backend != Backend.tensorrt:
         raise UsageError(f"{path.name} is a TensorRT plan; bench it with --backend tensorrt")
     if kind == "onnx" and backend not in CPU_RUNTIMES:
-        raise UsageError(f"an ONNX file runs on --backend {' or '.join(CPU_RUNTIMES)}; build a TensorRT plan first "
-                         f"for {backend}")
+        raise UsageError(f"an ONNX file runs on --backend {' or '.join(CPU_RUNTIMES)}, not {backend} (tensorrt "
+                         f"runs a plan built with se-deploy build-engine; torch runs zoo models)")
     if kind == "zoo" and backend == Backend.tensorrt:
         raise UsageError("bench a zoo model on TensorRT by building a plan first (se-deploy build-engine)")
 
