@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from se_deploy._util import read_sidecar, sha256_file, write_json_atomic, write_sidecar
+from se_deploy.bench.backend_choice import CPU_RUNTIMES, choose_cpu_backend
 from se_deploy.bench.results import Accuracy, load_results, save_results
 from se_deploy.bench.suite import BenchConfig, Candidate, benchmark, model_info
 from se_deploy.calibration.accuracy import evaluate
@@ -34,6 +35,7 @@ from se_deploy.onnx_io import load_onnx, model_input, save_onnx
 from se_deploy.pipeline.config import PipelineConfig
 from se_deploy.pipeline.stages import Skip, Stage, StageResult, StageStatus, run_stages
 from se_deploy.report.render import write_report
+from se_deploy.runtime.registry import capabilities
 
 SYNTHETIC_LABEL = ("synthetic calibration data (seeded random inputs, not real images): INT8 ranges and accuracy "
                    "figures only show agreement with FP32, not task accuracy")
@@ -175,11 +177,13 @@ def _precisions(job: Job) -> list[str]:
     return list(job.config.engines.precisions)
 
 
-def _engine_backend(cfg: PipelineConfig) -> tuple[str, str]:
-    """(backend that builds and runs the engines, why). A backend added to EngineBackend needs a branch here."""
+def _engine_backend(cfg: PipelineConfig, choose: Callable[[], dict]) -> tuple[str, str, dict | None]:
+    """(backend that builds and runs the engines, why, the probe behind an auto choice).
+    ``choose`` runs the CPU-runtime probe (only called for auto without TensorRT).
+    A backend added to EngineBackend needs a branch here."""
     want = cfg.engines.backend
-    if want == EngineBackend.onnxruntime:
-        return "onnxruntime", "onnxruntime chosen in the config"
+    if want in CPU_RUNTIMES:
+        return str(want), f"{want} chosen in the config", None
     if want not in (EngineBackend.auto, EngineBackend.tensorrt):
         raise InternalError(f"engines.backend {want!r} validated but the pipeline has no engine step for it")
     try:
@@ -189,11 +193,17 @@ def _engine_backend(cfg: PipelineConfig) -> tuple[str, str]:
     else:
         why = "tensorrt is not installed"
     if trt is not None:
-        return "tensorrt", f"TensorRT {trt.__version__}"
+        return "tensorrt", f"TensorRT {trt.__version__}", None
     if want == EngineBackend.tensorrt:
-        raise MissingDependencyError(f"engines.backend = 'tensorrt' but {why}; set engines.backend = 'auto' or "
-                                     f"'onnxruntime' to run on this machine")
-    return "onnxruntime", f"{why}: onnxruntime runs the ONNX models directly"
+        raise MissingDependencyError(f"engines.backend = 'tensorrt' but {why}; set engines.backend = 'auto', "
+                                     f"'onnxruntime' or 'openvino' to run on this machine")
+    choice = choose()
+    if choice.get("median_ms"):
+        probe = ", ".join(f"{b} {ms:.3g} ms" for b, ms in choice["median_ms"].items())
+        how = f"faster in a short interleaved probe on the SE model ({probe}, median of {choice['rounds']} rounds)"
+    else:
+        how = "the only CPU runtime installed"
+    return choice["choice"], f"{why}: {choice['choice']} runs the ONNX models directly, {how}", choice
 
 
 def _engines_stage(job: Job) -> Stage:
@@ -201,9 +211,11 @@ def _engines_stage(job: Job) -> Stage:
     inputs = [job.onnx(r, p) for r in job.roles for p in _precisions(job)]
 
     def run() -> str:
-        backend, why = _engine_backend(cfg)
+        backend, why, choice = _engine_backend(cfg, lambda: choose_cpu_backend(
+            str(job.onnx("se")), batch=cfg.bench.batches[0], threads=cfg.bench.threads, seed=cfg.bench.seed))
+        backends = list(dict.fromkeys([backend, *cfg.engines.compare]))
         engines = []
-        for role in job.roles:
+        for backend, role in ((b, r) for b in backends for r in job.roles):
             for prec in _precisions(job):
                 src = job.onnx(role, prec)
                 if backend == "tensorrt":
@@ -218,8 +230,9 @@ def _engines_stage(job: Job) -> Stage:
                     artifact = src
                 engines.append({"model": job.display(role), "role": role, "precision": prec, "backend": backend,
                                 "artifact": str(artifact.relative_to(job.out)), "sha256": sha256_file(artifact)})
-        write_json_atomic(job.engines, {"backend": backend, "reason": why, "engines": engines})
-        return f"{backend} ({why})"
+        write_json_atomic(job.engines, {"backend": backends[0], "backends": backends, "reason": why,
+                                        "choice": choice, "engines": engines})
+        return f"{', '.join(backends)} ({why})"
 
     return Stage("build engines", [job.engines], inputs, cfg.section_hash("engines", "bench"), run)
 
@@ -256,13 +269,15 @@ def _bench_stage(job: Job) -> Stage:
 
     def run() -> str:
         man = json.loads(job.engines.read_text())
-        # the per-op profile needs the onnxruntime profiler; on TensorRT engines it is left out
-        bc = BenchConfig(**{**cfg.bench.model_dump(), "profile": cfg.bench.profile and man["backend"] == "onnxruntime"})
+        # the per-op profile needs a backend with a per-node profiler; on TensorRT engines it is left out
+        profiled = any(capabilities(e["backend"]).profiling for e in man["engines"])
+        bc = BenchConfig(**{**cfg.bench.model_dump(), "profile": cfg.bench.profile and profiled})
         cands = [Candidate(name=e["model"], precision=e["precision"], artifact=str(job.out / e["artifact"]),
                            role=e["role"] if job.has_plain else "other", backend=e["backend"])
                  for e in man["engines"]]
         models = [model_info(job.display(r), r if job.has_plain else "other", str(job.onnx(r))) for r in job.roles]
-        res = benchmark(cands, bc, models=models, run_name=cfg.name)
+        res = benchmark(cands, bc, models=models, run_name=cfg.name,
+                        run_extra={"backend_choice": man["choice"]} if man.get("choice") else None)
         if job.accuracy.exists():
             acc = json.loads(job.accuracy.read_text())
             for model, rep in acc["reports"].items():
@@ -274,7 +289,7 @@ def _bench_stage(job: Job) -> Stage:
             res.warnings.insert(0, SYNTHETIC_LABEL)
         res.run["pipeline"] = {"config": cfg.to_dict(), "engines": man["reason"]}
         save_results(res, job.results)
-        return ", ".join(f"{c.precision} b{c.batch}: SE tax {c.tax['tax_pct']:+.1f}%" for c in res.comparisons)
+        return ", ".join(f"{c.precision} b{c.batch} {c.backend}: SE tax {c.tax['tax_pct']:+.1f}%" for c in res.comparisons)
 
     inputs = [job.engines, job.accuracy]  # hashed when the stage starts; "missing" when accuracy was skipped
     inputs += [job.onnx(r, p) for r in job.roles for p in _precisions(job)]
