@@ -207,6 +207,14 @@ class OvRunner(Runner):
             raise EngineError(f"OpenVINO cannot read the model: {first_line(e)}") from None
 
     def activate(self) -> None:
+        self._load()
+        # Compile now, so a bad option or an unsupported model fails here and not in the first timed call.
+        shapes = self._default_shapes()
+        if shapes is not None:
+            self._compiled_for(shapes)
+
+    def _load(self) -> None:
+        """Read the model and settle the precision request; compiles nothing."""
         ov = _import_ov()
         self._core = ov.Core()
         self._check_device()
@@ -216,10 +224,6 @@ class OvRunner(Runner):
         self._out_names = [s.name for s in self._outputs]
         self._dynamic = any(not isinstance(d, int) for s in self._inputs for d in s.shape)
         self._precision = self._precision_request()
-        # Compile now, so a bad option or an unsupported model fails here and not in the first timed call.
-        shapes = self._default_shapes()
-        if shapes is not None:
-            self._compiled_for(shapes)
 
     def deactivate(self) -> None:
         self._requests.clear()
@@ -381,7 +385,9 @@ class OvRunner(Runner):
             raise UsageError(f"profile iterations must be >= 1, got {iters!r}")
         if not isinstance(warmup, int) or warmup < 0:
             raise UsageError(f"profile warm-up runs must be >= 0, got {warmup!r}")
-        with OvRunner(self._model_src, self.config) as runner:
+        runner = OvRunner(self._model_src, self.config)  # loaded, not activated: only the profiled model compiles
+        try:
+            runner._load()
             runner.check_feed(feed)
             compiled = runner._compile(runner._shapes_of(feed), profiling=True)
             req = compiled.create_infer_request()
@@ -396,6 +402,8 @@ class OvRunner(Runner):
                     runs_ms.append(ms)
             ops = runtime_ops(compiled)
             precision = runner.inference_precision
+        finally:
+            runner.deactivate()
         times = mean_times(runs)
         mapping, unattributed = attribute(times, ops, _onnx_node_names(self._model_src))
         nodes = tuple(NodeTime(name, r["node_type"], r["us"], tuple(mapping.get(name, ())), r["exec_type"])
