@@ -16,8 +16,9 @@ every runtime *interleaved in one process*:
   from the compiled model is recorded.
 
 SE tax of a variant on a runtime = median(variant) / median(plain twin, same runtime) - 1,
-with a paired bootstrap interval over interleaved rounds; runtime speed = median(runtime) /
-median(onnxruntime) for the same model, paired the same way. A profile phase then runs
+with a paired bootstrap interval over interleaved rounds, and the same ratio of the 10th
+percentiles (the least disturbed part of each series on a crowded machine); runtime speed =
+median(runtime) / median(onnxruntime) for the same model, paired the same way. A profile phase then runs
 onnxruntime's profiler and OpenVINO's performance counters on the SE model and its twin
 and prints, per op type, where the extra time of the SE model goes.
 
@@ -149,6 +150,24 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
 
 
+def low_ratio(a_ms, b_ms, n_boot: int, q: float = 10.0) -> dict:
+    """p10(a) / p10(b) with a paired percentile-bootstrap 95% interval over rounds.
+
+    Other tenants can only add time to a run, so on a crowded machine the lower tail is the
+    least disturbed part of each series; this second estimator sits beside the median one.
+    """
+    from scipy.stats import bootstrap
+
+    a, b = np.asarray(a_ms, float), np.asarray(b_ms, float)
+
+    def stat(x, y, axis=-1):
+        return np.percentile(x, q, axis=axis) / np.percentile(y, q, axis=axis)
+
+    ci = bootstrap((a, b), stat, paired=True, vectorized=True, n_resamples=n_boot, method="percentile",
+                   rng=np.random.default_rng(0)).confidence_interval
+    return {"ratio": float(stat(a, b)), "lo": float(ci.low), "hi": float(ci.high), "q": q}
+
+
 def time_group(models: dict[str, Path], runtimes: dict, batch: int, args) -> dict:
     """Every model on every runtime, interleaved: summaries, SE tax per runtime, speed vs onnxruntime."""
     from se_deploy.bench.harness import run_interleaved
@@ -182,9 +201,11 @@ def time_group(models: dict[str, Path], runtimes: dict, batch: int, args) -> dic
                  "cos_vs_onnxruntime": _cosine(outputs[(m, rt)], outputs[(m, "onnxruntime")])}
         if m != PLAIN and (PLAIN, rt) in series:
             entry["tax"] = se_tax(s, series[(PLAIN, rt)], n_boot=args.n_boot)
+            entry["tax_p10"] = low_ratio(s, series[(PLAIN, rt)], args.n_boot)
         if rt != "onnxruntime":
             p, lo, hi = ratio_interval(s, series[(m, "onnxruntime")], n_boot=args.n_boot)
             entry["vs_onnxruntime"] = {"ratio": p, "lo": lo, "hi": hi}
+            entry["vs_onnxruntime_p10"] = low_ratio(s, series[(m, "onnxruntime")], args.n_boot)
         out["candidates"][f"{m} | {rt}"] = entry
     out["runner_settings"] = {rt: {k: v for k, v in described[(PLAIN, rt)].items()
                                    if k in ("version", "providers", "threads", "num_streams", "performance_hint",
@@ -291,10 +312,13 @@ def environment(args) -> dict:
             "onnxruntime_spinning": "off (session.intra_op.allow_spinning=0)", "loadavg": os.getloadavg()}
 
 
-def _tax(t: dict | None) -> str:
+def _tax(t: dict | None, low: dict | None = None) -> str:
     if not t:
         return "(ref)"
-    return f"{t['tax_pct']:+.1f}% [{t['tax_pct_lo']:+.1f}, {t['tax_pct_hi']:+.1f}]"
+    out = f"{t['tax_pct']:+.1f}% [{t['tax_pct_lo']:+.1f}, {t['tax_pct_hi']:+.1f}]"
+    if low:
+        out += f"; p10 {100 * (low['ratio'] - 1):+.1f}% [{100 * (low['lo'] - 1):+.1f}, {100 * (low['hi'] - 1):+.1f}]"
+    return out
 
 
 def group_table(g: dict, runtimes) -> list[str]:
@@ -310,7 +334,7 @@ def group_table(g: dict, runtimes) -> list[str]:
                 s = c["summary"]
                 cells.append(f"{s['median']:.2f} ms (p90 {s['p90']:.2f}, CV {s['cv']:.0%})")
             else:
-                cells.append(_tax(c.get("tax")))
+                cells.append(_tax(c.get("tax"), c.get("tax_p10")))
         rows.append(f"| {m} | {' | '.join(cells)} |")
     speed = []
     for rt in runtimes:
