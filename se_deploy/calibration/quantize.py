@@ -247,18 +247,42 @@ def _se_blocks(model) -> list:
         return []
 
 
-def prepare_model(onnx_in: str | Path, work_dir: Path, *, run_pre_process: bool = True) -> tuple[Path, Any]:
+def _pre_process(onnx_in: Path, pre: Path, work_dir: Path, warnings: list[str] | None) -> None:
+    """onnxruntime's quant_pre_process, run from ``work_dir``, falling back to ONNX shape inference.
+
+    When onnxruntime's symbolic shape inference cannot finish (expand-gate's Resize with a
+    symbolic batch, for one) it dumps ``sym_shape_infer_temp.onnx`` and a uuid-named external
+    data file into the *current directory*; running it with ``work_dir`` as the current
+    directory keeps that dump in the temporary work folder instead of the user's. Written by
+    hand: onnxruntime has no option for where that dump goes. The retry skips only the symbolic
+    pass (ONNX shape inference and onnxruntime's fusions still run), which is all a CNN needs.
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, dst = str(onnx_in.resolve()), str(pre.resolve())  # absolute: the current directory changes below
+    with contextlib.chdir(work_dir):
+        try:
+            quant_pre_process(src, dst, skip_symbolic_shape=False)
+            return
+        except Exception as e:
+            first = first_line(e)
+        try:
+            quant_pre_process(src, dst, skip_symbolic_shape=True)
+        except Exception:
+            raise QuantizationError(f"onnxruntime quantization pre-processing failed: {first}") from None
+    note = f"onnxruntime symbolic shape inference failed ({first}); pre-processed with ONNX shape inference only"
+    log.warning(note)
+    if warnings is not None:
+        warnings.append(note)
+
+
+def prepare_model(onnx_in: str | Path, work_dir: Path, *, run_pre_process: bool = True,
+                  warnings: list[str] | None = None) -> tuple[Path, Any]:
     """quant_pre_process (shape inference + onnxruntime's basic fusions), then name every node."""
     load_onnx(onnx_in)  # one-line errors for missing/corrupt files before onnxruntime sees them
     pre = work_dir / "pre.onnx"
     if run_pre_process:
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        try:
-            quant_pre_process(str(onnx_in), str(pre), skip_symbolic_shape=False)
-        except Exception as e:
-            first = first_line(e)
-            raise QuantizationError(f"onnxruntime quantization pre-processing failed: {first}") from None
+        _pre_process(Path(onnx_in), pre, work_dir, warnings)
         model = load_onnx(pre, check=False)
     else:
         model = load_onnx(onnx_in, check=False)
@@ -295,7 +319,8 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calib: CalibrationS
 
     with tempfile.TemporaryDirectory(prefix="se_deploy_q_") as tmp:
         work = Path(tmp)
-        pre_path, pre_model = prepare_model(onnx_in, work, run_pre_process=config.preprocess_model)
+        pre_path, pre_model = prepare_model(onnx_in, work, run_pre_process=config.preprocess_model,
+                                             warnings=warnings)
         inp = model_input(pre_model)
         input_name, input_shape = inp.name, inp.dims
         if calib.input_name != input_name:
