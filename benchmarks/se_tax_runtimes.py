@@ -18,7 +18,10 @@ every runtime *interleaved in one process*:
 SE tax of a variant on a runtime = median(variant) / median(plain twin, same runtime) - 1,
 with a paired bootstrap interval over interleaved rounds, and the same ratio of the 10th
 percentiles (the least disturbed part of each series on a crowded machine); runtime speed =
-median(runtime) / median(onnxruntime) for the same model, paired the same way. A profile phase then runs
+median(runtime) / median(onnxruntime) for the same model, paired the same way. ``--forms`` with
+``qdq-forms`` adds one more group: the canonicalized SE model as FP32 and in both Q/DQ forms on
+every runtime, interleaved, which answers which Q/DQ form each runtime runs fastest (speed-up
+over FP32 on onnxruntime, paired). A profile phase then runs
 onnxruntime's profiler and OpenVINO's performance counters on the SE model and its twin
 and prints, per op type, where the extra time of the SE model goes.
 
@@ -55,6 +58,7 @@ RUNTIMES = {  # label -> (backend, options); bench's runner_options adds threads
     "openvino auto": ("openvino", {"precision": "auto"}),
 }
 TARGETS = ("cpu", "tensorrt")
+FORMS = "qdq-forms"  # the group that times FP32 and both Q/DQ forms of one model side by side
 
 
 # --------------------------------------------------------------------------- models
@@ -196,7 +200,7 @@ def time_group(models: dict[str, Path], runtimes: dict, batch: int, args) -> dic
            "loadavg_before": load0, "loadavg_after": os.getloadavg(), "candidates": {}}
     for (m, rt), s in series.items():
         d = described[(m, rt)]
-        entry = {"model": m, "runtime": rt, "summary": summarize(s),
+        entry = {"model": m, "runtime": rt, "summary": summarize(s), "samples_ms": [round(x, 4) for x in s],
                  "inference_precision": d.get("inference_precision"), "version": d.get("version"),
                  "cos_vs_onnxruntime": _cosine(outputs[(m, rt)], outputs[(m, "onnxruntime")])}
         if m != PLAIN and (PLAIN, rt) in series:
@@ -351,6 +355,27 @@ def group_table(g: dict, runtimes) -> list[str]:
     return rows
 
 
+def forms_table(g: dict, runtimes) -> list[str]:
+    """Median ms of each precision form per runtime, and its speed-up over FP32 on onnxruntime (paired)."""
+    from se_deploy.bench.stats import ratio_interval
+
+    cand = g["candidates"]
+    ref = cand["FP32 | onnxruntime"]["samples_ms"]
+    rows = [f"| form | {' | '.join(runtimes)} |", "|---" * (len(runtimes) + 1) + "|"]
+    for form in dict.fromkeys(c["model"] for c in cand.values()):
+        cells = []
+        for rt in runtimes:
+            c = cand[f"{form} | {rt}"]
+            p, lo, hi = ratio_interval(ref, c["samples_ms"], n_boot=500)
+            hint = f" (hint {c['inference_precision']})" if c.get("inference_precision") else ""
+            cells.append(f"{c['summary']['median']:.2f} ms, x{p:.2f} [{lo:.2f}, {hi:.2f}]{hint}")
+        rows.append(f"| {form} | {' | '.join(cells)} |")
+    note = (f"x = speed-up over FP32 on onnxruntime (paired, 95%); hint = OpenVINO's inference precision for "
+            f"the float parts. {g['rounds']} rounds, load {g['loadavg_before'][0]:.1f} -> "
+            f"{g['loadavg_after'][0]:.1f}.")
+    return [*rows, "", note]
+
+
 def profile_table(p: dict, top: int = 8) -> list[str]:
     rows = ["| runtime | kernel ms SE / plain | SE-only kernels | shared kernels (SE scale fused with other ops) | "
             "extra kernel time of the SE model by op type, SE kernels as one row (ms) |", "|---|---|---|---|---|"]
@@ -358,7 +383,8 @@ def profile_table(p: dict, top: int = 8) -> list[str]:
         s, pl = entry["models"][entry["se_model"]], entry["models"][PLAIN]
         extra = ", ".join(f"{op} {ms:+.2f}" for op, ms in list(entry["extra_ms_by_op_type"].items())[:top]
                           if abs(ms) >= 0.01)
-        rows.append(f"| {rt} ({s['inference_precision'] or 'fp32'}) | {s['total_ms']:.2f} / {pl['total_ms']:.2f} | "
+        hint = f" ({s['inference_precision']})" if s["inference_precision"] else ""  # OpenVINO's read-back
+        rows.append(f"| {rt}{hint} | {s['total_ms']:.2f} / {pl['total_ms']:.2f} | "
                     f"{s['se_ms']:.2f} ms ({s['se_pct']:.1f}%) | {s['shared_ms']:.2f} ms ({s['shared_nodes']}) | "
                     f"{extra} |")
     return rows
@@ -390,7 +416,8 @@ def markdown(results: dict) -> str:
     runtimes = list(RUNTIMES)
     for pair, entry in results["pairs"].items():
         for key, g in entry["groups"].items():
-            lines += [f"### {pair}: {key}", ""] + group_table(g, runtimes) + [""]
+            show = forms_table if key.startswith(FORMS) else group_table
+            lines += [f"### {pair}: {key}", ""] + show(g, runtimes) + [""]
             verdict = moonshot_line(pair.split(":")[0], key, g)
             if verdict:
                 lines += [verdict, ""]
@@ -415,7 +442,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--forms", default="fp32,int8-cpu,int8-tensorrt", help="groups to time")
+    ap.add_argument("--forms", default="fp32,int8-cpu,int8-tensorrt", help="groups to time (also: qdq-forms)")
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--min-iters", type=int, default=30)
     ap.add_argument("--max-iters", type=int, default=60)
@@ -452,8 +479,12 @@ def main(argv=None) -> int:
         fp32 = fp32_variants(se_name, plain_name, work, args.size, results["passes"])
         groups = {"fp32": fp32}
         for target in TARGETS:
-            if f"int8-{target}" in forms:
+            if f"int8-{target}" in forms or FORMS in forms:
                 groups[f"int8-{target}"] = int8_variants(fp32, target, calib, work, results["quantization"])
+        if FORMS in forms:  # the canonicalized SE model in each precision form, side by side
+            groups[FORMS] = {"FP32": fp32["canonicalize"],
+                             **{f"INT8 {t} form": groups[f"int8-{t}"]["canonicalize"] for t in TARGETS
+                                if "canonicalize" in groups[f"int8-{t}"]}}  # a failed form is logged above
         print(f"{se_name}: {sum(len(g) for g in groups.values())} models ready in {time.time() - t0:.0f}s", flush=True)
         entry = results["pairs"].setdefault(pair, {"groups": {}, "profiles": {}})
         for batch in args.batches:
@@ -461,11 +492,12 @@ def main(argv=None) -> int:
                 print(f"{se_name} {form} batch {batch}: timing {len(groups[form])} models x {len(RUNTIMES)} runtimes",
                       flush=True)
                 entry["groups"][f"{form} b{batch}"] = time_group(groups[form], RUNTIMES, batch, args)
-                print("\n".join(group_table(entry["groups"][f"{form} b{batch}"], list(RUNTIMES))), flush=True)
+                show = forms_table if form == FORMS else group_table
+                print("\n".join(show(entry["groups"][f"{form} b{batch}"], list(RUNTIMES))), flush=True)
                 save()
         if args.profile_iters:
             for batch in profile_batches:
-                for form in forms:
+                for form in (f for f in forms if f != FORMS):
                     pair_models = {PLAIN: groups[form][PLAIN], "canonicalize": groups[form]["canonicalize"]}
                     print(f"{se_name} {form} batch {batch}: profiling", flush=True)
                     entry["profiles"][f"{form} b{batch}"] = profile_pair(pair_models, RUNTIMES, batch, args)
