@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv and installs se-deploy with its test extras.
+# Creates .venv and installs se-deploy with its test extras, and OpenVINO off a Jetson (so its backend
+# tests run).
 #
 # x86 (and any non-Jetson): the pinned CPU torch goes in first, because a bare `torch` requirement
 # would pull a multi-GB CUDA build.
@@ -65,7 +66,11 @@ if [ "$JETSON" = 1 ]; then
 else
     python -m pip install -q "torch==2.13.0"
 fi
-python -m pip install -q -e ".[test,slim]"
+if [ "$JETSON" = 1 ]; then
+    python -m pip install -q -e ".[test,slim]"
+else
+    python -m pip install -q -e ".[test,slim,openvino]"
+fi
 
 if [ "$JETSON" = 1 ]; then
     # NVIDIA's Jetson torch wheels are built against NumPy 1.x; a NumPy 2 pulled in above breaks their import.

@@ -51,6 +51,17 @@ def check_output_path(path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
+def working_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Run the block with ``path`` as the current directory (``contextlib.chdir`` is Python 3.11+)."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield Path(path)
+    finally:
+        os.chdir(before)
+
+
+@contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it over ``path`` only on success.
 

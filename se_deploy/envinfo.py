@@ -50,6 +50,7 @@ CPU_FEATURES: dict[str, tuple[str, ...]] = {
     "amx_tile": ("amx_tile",),
     "amx_int8": ("amx_int8",),
     "amx_bf16": ("amx_bf16",),
+    "amx_fp16": ("amx_fp16",),
     "neon": ("asimd", "neon"),
     "arm_dotprod": ("asimddp",),
     "arm_fp16": ("asimdhp", "fphp"),
@@ -59,7 +60,7 @@ CPU_FEATURES: dict[str, tuple[str, ...]] = {
 }
 
 PACKAGES = ("numpy", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript", "onnxsim",
-            "tensorrt", "cuda-python", "pycuda")
+            "openvino", "tensorrt", "cuda-python", "pycuda")
 
 
 # --------------------------------------------------------------------------- probes

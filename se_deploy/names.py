@@ -42,6 +42,7 @@ class Backend(Name):
     """Runtimes that run a model (one runner each in se_deploy.runtime)."""
 
     onnxruntime = "onnxruntime"
+    openvino = "openvino"
     tensorrt = "tensorrt"
     torch = "torch"
 
@@ -52,9 +53,9 @@ EngineBackend = Name("EngineBackend", [("auto", "auto")] + [(b.name, b.value) fo
                                                             if b is not Backend.torch])
 
 
-# What bench can time: every runtime, plus trtexec (NVIDIA's timing tool, which times a TensorRT plan
-# in whole runs of its own process rather than through a runner).
-BenchBackend = Name("BenchBackend", [(b.name, b.value) for b in Backend] + [("trtexec", "trtexec")])
+# What bench can time: "auto" (see se_deploy.bench.backend_choice), every runtime, and trtexec (NVIDIA's
+# timing tool, which times a TensorRT plan in whole runs of its own process rather than through a runner).
+BenchBackend = Name("BenchBackend", [("auto", "auto")] + [(b.name, b.value) for b in Backend] + [("trtexec", "trtexec")])
 
 
 class BenchMode(Name):

@@ -87,7 +87,9 @@ def test_results_cover_both_models_precisions_and_batches(small_run):
     assert any("synthetic" in w for w in r.warnings)
     assert any("SE blocks" in p.by_op for p in r.profiles if p.model == "se_resnet18")
     engines = json.loads((out / "engines.json").read_text())
-    assert engines["backend"] == "onnxruntime" and "tensorrt" in engines["reason"]
+    assert engines["backend"] in ("onnxruntime", "openvino") and "tensorrt" in engines["reason"]
+    if engines["choice"]["rounds"]:  # several CPU runtimes installed: the probe chose, and the results say how
+        assert engines["backend"] == r.run["backend_choice"]["choice"] and "probe" in engines["reason"]
     for e in engines["engines"]:
         assert sha256_file(out / e["artifact"]) == e["sha256"]
     html = (out / "report.html").read_text()
@@ -134,7 +136,8 @@ def test_shipped_configs_are_valid():
     ("[bench]\nbatches = []\n", "bench.batches: [] must have at least 1 item"),
     ('[engines]\nprecisions = ["int8"]\n', "engines.precisions: ['int8'] must include fp32, the reference"),
     ('[engines]\nprecisions = ["fp32", "int4"]\n', "engines.precisions[1]: 'int4' is not one of fp32, fp16, int8"),
-    ('[engines]\nbackend = "openvino"\n', "engines.backend: 'openvino' is not one of auto, onnxruntime, tensorrt"),
+    ('[engines]\nbackend = "ncnn"\n', "engines.backend: 'ncnn' is not one of auto, onnxruntime, openvino, tensorrt"),
+    ('[engines]\ncompare = ["tensorrt"]\n', "engines.compare: ['tensorrt'] holds tensorrt, which does not run the ONNX"),
     ("[model]\ninput_shape = [3, 64, 64]\n", "model.input_shape: [3, 64, 64] must be NxCxHxW"),
     ("[bench]\nmin_iters = 10\nmax_iters = 5\n", "bench.max_iters: 5 must be >= min_iters (10)"),
     ("[bench]\nthreads = -1\n", "bench.threads: -1 must be >= 0"),
@@ -230,10 +233,10 @@ def test_every_engine_backend_has_an_engine_step():
     for b in EngineBackend:
         cfg = PipelineConfig.from_dict({"engines": {"backend": b.value}})
         try:
-            backend, why = _engine_backend(cfg)
+            backend, why, _ = _engine_backend(cfg, lambda: {"choice": "onnxruntime", "median_ms": None})
         except MissingDependencyError:  # tensorrt asked for and not installed here
             continue
-        assert backend in ("onnxruntime", "tensorrt") and why
+        assert backend in ("onnxruntime", "openvino", "tensorrt") and why
 
 
 def test_a_failing_stage_is_recorded_and_stops_the_run(tmp_path):

@@ -49,13 +49,13 @@ def test_fp16_runs_and_the_mixed_build_is_reported_not_substituted_on_onnxruntim
     assert r.exit_code == 0, r.output
     engines = {e["precision"]: e for e in json.loads((out / "engines.json").read_text())["engines"]}
     assert engines["fp16"]["backend"] == "onnxruntime" and engines["fp16"]["artifact"] == "se/model.fp16.onnx"
-    assert engines["int8fp16"]["backend"] is None and "built for TensorRT only" in engines["int8fp16"]["skipped"]
+    assert engines["int8fp16"]["backend"] == "onnxruntime" and "built for TensorRT only" in engines["int8fp16"]["skipped"]
     fp16_side = json.loads((out / "se" / "model.fp16.onnx.json").read_text())
     assert fp16_side["status"] == "accepted" and fp16_side["numerics"]["cosine"] >= 0.999  # proved against FP32
     res = load_results(out / "results.json")
     assert {(m.precision, m.backend) for m in res.measurements} == {("fp32", "onnxruntime"), ("fp16", "onnxruntime")}
-    assert res.run["pipeline"]["precision_backends"] == {"fp32": "onnxruntime", "fp16": "onnxruntime",
-                                                         "int8fp16": None}
+    assert res.run["pipeline"]["precision_backends"] == {"fp32": ["onnxruntime"], "fp16": ["onnxruntime"],
+                                                         "int8fp16": []}
     assert any("int8fp16: not built" in w for w in res.warnings)
     assert {a.precision for a in res.accuracy} == {"fp16"}
     # a second run finds everything up to date

@@ -7,8 +7,8 @@ A results file is one JSON object::
       "run": {name, mode, backend, settings{...}},
       "environment": {...}            # from se_deploy.envinfo; free-form but for the keys reports read
       "models": [ModelInfo...],       # SE model, plain twin, and their SE share
-      "measurements": [Measurement...],  # one per (model, precision, batch)
-      "comparisons": [Comparison...],    # SE tax per (precision, batch)
+      "measurements": [Measurement...],  # one per (model, precision, batch, backend)
+      "comparisons": [Comparison...],    # SE tax per (precision, batch, backend)
       "profiles": [Profile...],          # per-op breakdown
       "accuracy": [Accuracy...],         # per (model, precision), when measured
       "warnings": [str...]
@@ -166,11 +166,16 @@ class ModelInfo(_Record):
 
 
 class Measurement(_Record):
-    """Latency of one model at one precision and batch size. Times in ms."""
+    """Latency of one model at one precision and batch size on one backend. Times in ms.
+
+    ``runtime``: what the runner reported about itself (``Runner.describe()``: versions,
+    providers, the precision OpenVINO actually computed in) and the options bench gave it.
+    """
     model: str
     precision: str
     batch: int = Field(gt=0)
     backend: str
+    runtime: Optional[dict[str, Any]] = None
     latency_ms: LatencySummary
     throughput: Num
     headline: Headline
@@ -182,13 +187,20 @@ class Measurement(_Record):
 
 
 class Comparison(_Record):
-    """SE model against its plain twin at one precision and batch (see bench.stats.se_tax)."""
+    """SE model against its plain twin at one precision, batch and backend (see bench.stats.se_tax).
+
+    ``backend`` is None in files from before backends were timed side by side;
+    ``inference_precision`` is what the runtime computed in where it says (OpenVINO: bf16
+    on an AMX CPU for an FP32 model), else None.
+    """
     se_model: str
     plain_model: str
     precision: str
     batch: int = Field(gt=0)
     tax: Tax
     se_share: Optional[dict[str, Any]] = None
+    backend: Optional[str] = None
+    inference_precision: Optional[str] = None
 
 
 class Profile(_Record):

@@ -64,7 +64,8 @@ class Candidate:
 
     @property
     def key(self) -> str:
-        return f"{self.name}/{self.precision}"
+        """Unique per candidate: the same model and precision may run on several backends in one run."""
+        return f"{self.name}/{self.precision}/{self.backend}"
 
 
 def runner_options(backend: str, threads: int = 0, options: dict | None = None) -> dict:
@@ -165,17 +166,20 @@ def capture_environment(warnings: list[str]) -> dict:
 
 
 def se_tax_comparisons(candidates: Sequence[Candidate], config: BenchConfig, models: Sequence[ModelInfo],
-                       paired: Callable[[str, str, int], tuple[list[float], list[float]]], **extra) -> list[Comparison]:
-    """The SE tax per precision and batch, for each precision with one SE and one plain candidate.
+                       paired: Callable[[str, str, int], tuple[list[float], list[float]]], *,
+                       inference_precision: dict[str, str | None] | None = None, **extra) -> list[Comparison]:
+    """The SE tax per precision, backend and batch, for each with one SE and one plain candidate.
 
-    ``paired(se_key, plain_key, batch)`` gives the two latency series, paired by position; ``extra``
-    goes into each Comparison (how the pairs were formed, where that is not call by call).
+    ``paired(se_key, plain_key, batch)`` gives the two latency series, paired by position;
+    ``inference_precision``: candidate key -> the precision the runtime ran in (where it chooses one);
+    ``extra`` goes into each Comparison (how the pairs were formed, where that is not call by call).
     """
     out = []
     info = {m.name: m for m in models}
-    for prec in dict.fromkeys(c.precision for c in candidates):
-        se = [c for c in candidates if c.precision == prec and c.role == "se"]
-        plain = [c for c in candidates if c.precision == prec and c.role == "plain"]
+    for prec, backend in dict.fromkeys((c.precision, c.backend) for c in candidates):
+        group = [c for c in candidates if (c.precision, c.backend) == (prec, backend)]
+        se = [c for c in group if c.role == "se"]
+        plain = [c for c in group if c.role == "plain"]
         if len(se) != 1 or len(plain) != 1:
             continue
         for batch in config.batches:
@@ -183,19 +187,23 @@ def se_tax_comparisons(candidates: Sequence[Candidate], config: BenchConfig, mod
             tax = se_tax(xs, ys, confidence=config.confidence, n_boot=config.n_boot, seed=config.seed)
             share = info[se[0].name].se_share if se[0].name in info else None
             out.append(Comparison(se_model=se[0].name, plain_model=plain[0].name, precision=prec, batch=batch,
-                                  tax=tax, se_share=share, **extra))
+                                  tax=tax, se_share=share, backend=backend,
+                                  inference_precision=(inference_precision or {}).get(se[0].key), **extra))
     return out
 
 
 def benchmark(candidates: Sequence[Candidate], config: BenchConfig, *, models: Sequence[ModelInfo] = (),
-              run_name: str = "", environment: dict | None = None,
+              run_name: str = "", environment: dict | None = None, run_extra: dict | None = None,
               on_progress: Callable[[str], None] | None = None) -> Results:
-    """Time every candidate at every batch size, interleaved; return the full Results."""
+    """Time every candidate at every batch size, interleaved; return the full Results.
+
+    ``run_extra`` is recorded in ``results.run`` (for example how ``--backend auto`` chose).
+    """
     if not candidates:
         raise UsageError("nothing to benchmark")
     keys = [c.key for c in candidates]
     if len(set(keys)) != len(keys):
-        raise UsageError(f"duplicate candidates (name/precision): {keys}")
+        raise UsageError(f"duplicate candidates (name/precision/backend): {keys}")
     say = on_progress or (lambda msg: None)
     warnings: list[str] = []
     env = environment if environment is not None else capture_environment(warnings)
@@ -205,10 +213,14 @@ def benchmark(candidates: Sequence[Candidate], config: BenchConfig, *, models: S
 
     with contextlib.ExitStack() as stack:
         power = stack.enter_context(TegrastatsSampler())  # Jetson board power during the run; no-op elsewhere
-        runners = {}
+        runners, runtime = {}, {}
         for c in candidates:
-            say(f"loading {c.key} ({c.backend})")
+            say(f"loading {c.key}")
             runners[c.key] = stack.enter_context(make_runner(c, config.threads))
+            # what the runner says about itself (versions, providers, OpenVINO's inference precision),
+            # and the options bench gave it (thread spinning off where the backend spins)
+            runtime[c.key] = {**runners[c.key].describe(), "options": runner_options(c.backend, config.threads,
+                                                                                     c.options)}
         for batch in config.batches:
             feeds = {c.key: make_feed(runners[c.key], batch, config.seed) for c in candidates}
             timings: dict[str, list] = {c.key: [] for c in candidates}
@@ -239,7 +251,8 @@ def benchmark(candidates: Sequence[Candidate], config: BenchConfig, *, models: S
                 if warn:
                     warnings.append(f"{c.key} batch {batch}: {warn}")
                 measurements.append(Measurement(
-                    model=c.name, precision=c.precision, batch=batch, backend=c.backend, latency_ms=summ,
+                    model=c.name, precision=c.precision, batch=batch, backend=c.backend, runtime=runtime[c.key],
+                    latency_ms=summ,
                     throughput=tput, headline=headline,
                     compute_ms=_split_summary(timed, "compute_ms") if separable else None,
                     h2d_ms=_split_summary(timed, "h2d_ms") if separable else None,
@@ -256,11 +269,12 @@ def benchmark(candidates: Sequence[Candidate], config: BenchConfig, *, models: S
             if isinstance(env["jetson"], dict):
                 env["jetson"]["tegrastats_during_run"] = power.summary()
 
-    comparisons = se_tax_comparisons(candidates, config, models,
-                                     lambda se, plain, batch: (series[(se, batch)], series[(plain, batch)]))
-    backends = sorted({c.backend for c in candidates})
+    comparisons = se_tax_comparisons(
+        candidates, config, models, lambda se, plain, batch: (series[(se, batch)], series[(plain, batch)]),
+        inference_precision={k: r.get("inference_precision") for k, r in runtime.items()})
+    backends = list(dict.fromkeys(c.backend for c in candidates))
     return Results(run={"name": run_name, "mode": config.mode, "backend": ",".join(backends),
-                        "settings": config.settings()},
+                        "settings": config.settings(), **(run_extra or {})},
                    environment=env, models=list(models), measurements=measurements, comparisons=comparisons,
                    profiles=profiles, warnings=warnings)
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from se_deploy._util import read_sidecar
+from se_deploy.bench.backend_choice import CPU_RUNTIMES, choose_cpu_backend
 from se_deploy.bench.results import ModelInfo
 from se_deploy.bench.suite import Candidate, model_info
 from se_deploy.errors import InputError, UsageError
@@ -22,6 +24,7 @@ from se_deploy.names import Backend, BenchBackend
 from se_deploy.onnx_io import load_onnx, save_onnx
 
 PLAN_SUFFIXES = (".plan", ".engine", ".trt")
+AUTO = BenchBackend.auto.value
 
 
 @dataclass
@@ -29,6 +32,7 @@ class Prepared:
     candidates: list[Candidate] = field(default_factory=list)
     models: list[ModelInfo] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    run: dict = field(default_factory=dict)  # recorded in results.run (how --backend auto chose)
 
 
 def onnx_precision(path: str | os.PathLike) -> str:
@@ -63,12 +67,36 @@ def _export(name: str, workdir: Path, input_shape: tuple[int, ...], say) -> Path
     return out
 
 
-def prepare(target: str, *, backend: str | None, baseline: str, input_shape: tuple[int, ...], workdir: Path,
-            say=lambda msg: None) -> Prepared:
-    """Candidates for ``target`` (and its plain twin per ``baseline``: auto | none | PATH)."""
-    backend = backend or _default_backend(target)
-    if backend not in BenchBackend.values():
-        raise UsageError(f"backend {backend!r} is not one of {BenchBackend.choices()}")
+def _requested(backend: str | Sequence[str] | None, target: str) -> list[str]:
+    names = [backend] if isinstance(backend, str) else list(backend or [])
+    names = list(dict.fromkeys(str(b) for b in names)) or [_default_backend(target)]
+    for b in names:
+        if b not in BenchBackend.values():
+            raise UsageError(f"backend {b!r} is not one of {BenchBackend.choices()}")
+    return names
+
+
+def _check(kind: str, backend: str, path: Path) -> None:
+    if kind == "plan" and backend not in (Backend.tensorrt, BenchBackend.trtexec):
+        raise UsageError(f"{path.name} is a TensorRT plan; bench it with --backend tensorrt or trtexec")
+    if kind != "plan" and backend == BenchBackend.trtexec:
+        raise UsageError("--backend trtexec times TensorRT plans: build one first (se-deploy build-engine)")
+    if kind == "onnx" and backend not in CPU_RUNTIMES:
+        raise UsageError(f"an ONNX file runs on --backend {' or '.join(CPU_RUNTIMES)}, not {backend} (tensorrt "
+                         f"runs a plan built with se-deploy build-engine; torch runs zoo models)")
+    if kind == "zoo" and backend == Backend.tensorrt:
+        raise UsageError("bench a zoo model on TensorRT by building a plan first (se-deploy build-engine)")
+
+
+def prepare(target: str, *, backend: str | Sequence[str] | None, baseline: str, input_shape: tuple[int, ...],
+            workdir: Path, say=lambda msg: None, batch: int = 1, threads: int = 0) -> Prepared:
+    """Candidates for ``target`` (and its plain twin per ``baseline``: auto | none | PATH) on each backend.
+
+    ``backend``: one name or several (timed side by side in one run); None: tensorrt for a
+    plan, else onnxruntime; ``auto``: tensorrt for a plan, else the faster installed CPU
+    runtime by a short probe at ``batch`` with ``threads`` (see :mod:`se_deploy.bench.backend_choice`).
+    """
+    requested = _requested(backend, target)
     p = Prepared()
     path = Path(target)
     if path.exists():
@@ -80,20 +108,33 @@ def prepare(target: str, *, backend: str | None, baseline: str, input_shape: tup
         kind, name = "zoo", target
     else:
         raise InputError(f"{target!r} is neither a file nor a zoo model name (see 'se-deploy models')")
-    if kind == "plan" and backend not in (Backend.tensorrt, BenchBackend.trtexec):
-        raise UsageError(f"{path.name} is a TensorRT plan; bench it with --backend tensorrt or trtexec")
-    if kind != "plan" and backend == BenchBackend.trtexec:
-        raise UsageError("--backend trtexec times TensorRT plans: build one first (se-deploy build-engine)")
-    if kind == "onnx" and backend != Backend.onnxruntime:
-        raise UsageError(f"an ONNX file runs on --backend onnxruntime; build a TensorRT plan first for {backend}")
+    if kind == "plan":
+        requested = [Backend.tensorrt.value if b == AUTO else b for b in requested]
+    for b in requested:
+        if b != AUTO:
+            _check(kind, b, path)
+    needs_onnx = any(b != Backend.torch for b in requested)
 
-    def add(artifact: str, cname: str, role: str, precision: str) -> None:
-        opts: dict = {}
-        if backend == "torch":
-            opts["input_shape"] = input_shape
-        p.candidates.append(Candidate(name=cname, precision=precision, artifact=artifact, role=role,
-                                      backend=backend, options=opts))
-        onnx_path = artifact if artifact.endswith(".onnx") else None
+    # the model under test
+    if kind == "zoo" and needs_onnx:
+        main = str(_export(target, workdir, input_shape, say))
+    else:
+        main = target if kind == "zoo" else str(path)
+    if AUTO in requested:
+        say("choosing the CPU runtime (--backend auto): a short interleaved probe")
+        choice = choose_cpu_backend(main, batch=batch, threads=threads)
+        p.run["backend_choice"] = choice
+        say(f"--backend auto: {choice['choice']}")
+        requested = list(dict.fromkeys(choice["choice"] if b == AUTO else b for b in requested))
+    precision = onnx_precision(main) if main.endswith(".onnx") else "fp32" if kind == "zoo" else "engine"
+    artifact = {b: (target if kind == "zoo" and b == Backend.torch else main) for b in requested}
+
+    def add(artifacts: dict[str, str], cname: str, role: str, precision: str) -> None:
+        for b in requested:
+            opts: dict = {"input_shape": input_shape} if b == Backend.torch else {}
+            p.candidates.append(Candidate(name=cname, precision=precision, artifact=artifacts[b], role=role,
+                                          backend=b, options=opts))
+        onnx_path = next((a for a in artifacts.values() if a.endswith(".onnx")), None)
         info = model_info(cname, role, onnx_path)
         if onnx_path is not None and Path(onnx_path).parent == workdir:  # deleted when the run ends
             how = "the SE-ablated twin" if role == "plain" and kind == "onnx" else "exported from the zoo"
@@ -101,18 +142,8 @@ def prepare(target: str, *, backend: str | None, baseline: str, input_shape: tup
                                                                             "after it"})
         p.models.append(info)
 
-    # the model under test
-    if kind == "zoo" and backend == "torch":
-        main = target
-    elif kind == "zoo":
-        main = str(_export(target, workdir, input_shape, say))
-        if backend == "tensorrt":
-            raise UsageError("bench a zoo model on TensorRT by building a plan first (se-deploy build-engine)")
-    else:
-        main = str(path)
-    precision = onnx_precision(main) if main.endswith(".onnx") else "fp32" if kind == "zoo" else "engine"
     has_baseline = baseline.lower() != "none"
-    add(main, name, "se" if has_baseline else "other", precision)
+    add(artifact, name, "se" if has_baseline else "other", precision)
 
     if not has_baseline:
         return p
@@ -121,7 +152,8 @@ def prepare(target: str, *, backend: str | None, baseline: str, input_shape: tup
         if not bpath.is_file():
             raise InputError(f"baseline file not found: {bpath}")
         bprec = onnx_precision(bpath) if bpath.suffix == ".onnx" else precision
-        add(str(bpath), bpath.stem if bpath.stem != name else f"{bpath.stem}-baseline", "plain", bprec)
+        add({b: str(bpath) for b in requested}, bpath.stem if bpath.stem != name else f"{bpath.stem}-baseline",
+            "plain", bprec)
         return p
     if kind == "zoo":
         twin = plain_twin(target)
@@ -129,8 +161,8 @@ def prepare(target: str, *, backend: str | None, baseline: str, input_shape: tup
             p.warnings.append(f"no plain twin registered for {target}; SE tax not measured")
             _demote(p)
             return p
-        art = twin if backend == "torch" else str(_export(twin, workdir, input_shape, say))
-        add(art, twin, "plain", precision)
+        twin_onnx = str(_export(twin, workdir, input_shape, say)) if needs_onnx else None
+        add({b: twin if b == Backend.torch else twin_onnx for b in requested}, twin, "plain", precision)
         return p
     if kind == "plan":
         p.warnings.append("--baseline auto cannot remove SE blocks from a TensorRT plan; pass --baseline PLAN "
@@ -147,13 +179,12 @@ def prepare(target: str, *, backend: str | None, baseline: str, input_shape: tup
     say(f"removing SE blocks from {path.name} for the plain baseline")
     out = workdir / f"{name}.plain.onnx"
     save_onnx(ablate_se(model), out)
-    add(str(out), f"{name} (SE removed)", "plain", precision)
+    add({b: str(out) for b in requested}, f"{name} (SE removed)", "plain", precision)
     return p
 
 
 def _demote(p: Prepared) -> None:
-    c = p.candidates[0]
-    p.candidates[0] = Candidate(name=c.name, precision=c.precision, artifact=c.artifact, role="other",
-                                backend=c.backend, options=c.options)
-    m = p.models[0]
-    m.role = "other"
+    p.candidates[:] = [Candidate(name=c.name, precision=c.precision, artifact=c.artifact, role="other",
+                                 backend=c.backend, options=c.options) for c in p.candidates]
+    for m in p.models:
+        m.role = "other"

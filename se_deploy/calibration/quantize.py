@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
 
-from se_deploy._util import check_output_path, sha256_file
+from se_deploy._util import check_output_path, sha256_file, working_directory
 from se_deploy.calibration import placement as qplace
 from se_deploy.calibration.placement import name_nodes
 from se_deploy.calibration import qdq_lint
@@ -219,18 +219,42 @@ def check_quantizable(model, path: str | Path) -> None:
                          "instead; --high-precision fp16 writes the layers INT8 leaves float in FP16")
 
 
-def prepare_model(onnx_in: str | Path, work_dir: Path, *, run_pre_process: bool = True) -> tuple[Path, Any]:
+def _pre_process(onnx_in: Path, pre: Path, work_dir: Path, warnings: list[str] | None) -> None:
+    """onnxruntime's quant_pre_process, run from ``work_dir``, falling back to ONNX shape inference.
+
+    When onnxruntime's symbolic shape inference cannot finish (expand-gate's Resize with a
+    symbolic batch, for one) it dumps ``sym_shape_infer_temp.onnx`` and a uuid-named external
+    data file into the *current directory*; running it with ``work_dir`` as the current
+    directory keeps that dump in the temporary work folder instead of the user's. Written by
+    hand: onnxruntime has no option for where that dump goes. The retry skips only the symbolic
+    pass (ONNX shape inference and onnxruntime's fusions still run), which is all a CNN needs.
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, dst = str(onnx_in.resolve()), str(pre.resolve())  # absolute: the current directory changes below
+    with working_directory(work_dir):
+        try:
+            quant_pre_process(src, dst, skip_symbolic_shape=False)
+            return
+        except Exception as e:
+            first = first_line(e)
+        try:
+            quant_pre_process(src, dst, skip_symbolic_shape=True)
+        except Exception:
+            raise QuantizationError(f"onnxruntime quantization pre-processing failed: {first}") from None
+    note = f"onnxruntime symbolic shape inference failed ({first}); pre-processed with ONNX shape inference only"
+    log.warning(note)
+    if warnings is not None:
+        warnings.append(note)
+
+
+def prepare_model(onnx_in: str | Path, work_dir: Path, *, run_pre_process: bool = True,
+                  warnings: list[str] | None = None) -> tuple[Path, Any]:
     """quant_pre_process (shape inference + onnxruntime's basic fusions), then name every node."""
     check_quantizable(load_onnx(onnx_in), onnx_in)  # one-line errors before onnxruntime sees the file
     pre = work_dir / "pre.onnx"
     if run_pre_process:
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        try:
-            quant_pre_process(str(onnx_in), str(pre), skip_symbolic_shape=False)
-        except Exception as e:
-            first = first_line(e)
-            raise QuantizationError(f"onnxruntime quantization pre-processing failed: {first}") from None
+        _pre_process(Path(onnx_in), pre, work_dir, warnings)
         model = load_onnx(pre, check=False)
     else:
         model = load_onnx(onnx_in, check=False)
@@ -355,7 +379,8 @@ def _build(onnx_in: Path, work: Path, calib: CalibrationSet | None, config: Quan
     spec, high = config.spec, config.resolved_high_precision
     # a cache names the tensors of the very file TensorRT parsed: onnxruntime's pre-processing fusions
     # could rename some, so an import quantizes the file as it is
-    pre_path, pre_model = prepare_model(onnx_in, work, run_pre_process=config.preprocess_model and trt_cache is None)
+    pre_path, pre_model = prepare_model(onnx_in, work, run_pre_process=config.preprocess_model and trt_cache is None,
+                                         warnings=warnings)
     if high == HighPrecision.fp16:
         pre_model = raise_opset(pre_model, FP16_QDQ_OPSET)
         name_nodes(pre_model)  # the version converter adds unnamed Constant nodes

@@ -32,9 +32,12 @@ def register(command) -> None:
     @files(inputs=("target", "baseline"), outputs=("output", "html"))
     def bench(
         target: str = typer.Argument(..., metavar="MODEL_OR_ENGINE", help="Zoo name, ONNX file or TensorRT plan."),
-        backend: Optional[BenchBackend] = typer.Option(None, "--backend",
-                                                       help="Runtime (default: tensorrt for plans, else onnxruntime); "
-                                                            "trtexec times TensorRT plans with NVIDIA's trtexec."),
+        backend: Optional[List[BenchBackend]] = typer.Option(
+            None, "--backend", help="Runtime (default: tensorrt for plans, else onnxruntime). Repeat it to time "
+                                    "backends side by side (--backend onnxruntime --backend openvino). auto: "
+                                    "tensorrt for plans, else the installed CPU runtime that is faster on this "
+                                    "model in a short interleaved probe (recorded in the results). trtexec times "
+                                    "TensorRT plans with NVIDIA's trtexec, on its own."),
         trtexec: Optional[str] = typer.Option(None, "--trtexec", help="The trtexec executable for --backend trtexec "
                                               "(default: PATH, then /usr/src/tensorrt/bin/trtexec)."),
         batch: str = typer.Option("1", "--batch", help="Comma-separated batch sizes, e.g. 1,8,32."),
@@ -49,7 +52,8 @@ def register(command) -> None:
                                      help="auto: plain zoo twin or SE-ablated graph; none; or a PATH to the plain "
                                           "model/engine."),
         input_shape: str = typer.Option("1x3x224x224", "--input-shape", help="Export shape for zoo models."),
-        profile: bool = typer.Option(False, "--profile", help="Add a per-op breakdown (onnxruntime profiler)."),
+        profile: bool = typer.Option(False, "--profile", help="Add a per-op breakdown (the onnxruntime profiler, "
+                                                              "OpenVINO's performance counters)."),
         confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the SE-tax interval."),
         output: Path = typer.Option(Path("results.json"), "-o", "--output", help="Where to write results.json."),
         html: Optional[Path] = typer.Option(None, "--html", help="Also render the HTML report here."),
@@ -65,6 +69,7 @@ def register(command) -> None:
         from se_deploy.bench.targets import prepare
         from se_deploy.console import console, line, note
         from se_deploy.envinfo import locked_clocks
+        from se_deploy.errors import UsageError
         from se_deploy.report.render import write_report
         from se_deploy.report.summary import print_summary
 
@@ -75,16 +80,21 @@ def register(command) -> None:
                           min_iters=min_iters, min_duration_s=min_duration_s, max_iters=max_iters, mode=mode.value,
                           confidence=confidence, profile=profile)
         shape = parse_shape(input_shape)
+        backends = [b.value for b in backend or []]
+        if BenchBackend.trtexec in backends and len(set(backends)) > 1:
+            raise UsageError("--backend trtexec times a plan in trtexec's own runs; it cannot be timed side by side "
+                             "with another backend")
         with tempfile.TemporaryDirectory(prefix="se-deploy-bench-") as tmp, \
                 locked_clocks(lock_clocks, log=note) as clock_lock:
-            prep = prepare(target, backend=backend.value if backend else None, baseline=baseline,
-                           input_shape=shape, workdir=Path(tmp), say=note)
-            if backend is BenchBackend.trtexec:
+            prep = prepare(target, backend=backends, baseline=baseline, input_shape=shape, workdir=Path(tmp),
+                           say=note, batch=cfg.batches[0], threads=threads)
+            if BenchBackend.trtexec in backends:
                 from se_deploy.bench.trtexec_bench import bench_trtexec
 
                 results = bench_trtexec(prep.candidates, cfg, trtexec=trtexec, models=prep.models, on_progress=note)
             else:
-                results = benchmark(prep.candidates, cfg, models=prep.models, run_name="", on_progress=note)
+                results = benchmark(prep.candidates, cfg, models=prep.models, run_name="", run_extra=prep.run,
+                                    on_progress=note)
         results.warnings[:0] = prep.warnings
         if lock_clocks and isinstance(results.environment.get("jetson"), dict):
             results.environment["jetson"]["clock_lock"] = clock_lock

@@ -22,6 +22,12 @@ def _print_report(report: dict, line=None) -> None:
                 extra = f"  providers: {', '.join(b['details'].get('providers', []))}"
             elif b["name"] == "tensorrt":
                 extra = f"  CUDA API: {', '.join(b['details'].get('cuda_apis', []))}"
+            elif b["name"] == "openvino":
+                devices = b["details"].get("devices", {})
+                extra = f"  devices: {', '.join(f'{d} ({n})' for d, n in devices.items()) or 'none'}"
+                cpu = b["details"].get("cpu_precision")
+                if cpu:
+                    extra += f"; CPU precision {cpu['precision']} ({cpu['reason']})"
             line(f"  ok       {b['name']} {b['version']}{extra}")
         else:
             ver = f" {b['version']}" if b.get("version") else ""

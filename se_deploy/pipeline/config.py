@@ -21,12 +21,13 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, Field, NonNegativeInt, PositiveInt, PrivateAttr, field_validator, model_validator
 
+from se_deploy.bench.backend_choice import CPU_RUNTIMES
 from se_deploy.bench.suite import BenchConfig
 from se_deploy.calibration.quantize import QuantConfig
 from se_deploy.config import BadValue, Config, TOMLDecodeError, InputShape, load_toml, validate
 from se_deploy.errors import ConfigError, InputError
 from se_deploy.export.torch_export import ExportOptions
-from se_deploy.names import EngineBackend, Precision, PreprocessPreset, QuantTarget
+from se_deploy.names import Backend, EngineBackend, Precision, PreprocessPreset, QuantTarget
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.toml"
 
@@ -77,8 +78,24 @@ class PipelineQuantize(QuantConfig):
 
 
 class EnginesSection(Config):
-    backend: EngineBackend = EngineBackend.auto  # auto: TensorRT where installed, onnxruntime otherwise
+    """``backend``: auto is TensorRT where installed, otherwise the installed CPU runtime that runs
+    the SE model faster in a short probe (see :mod:`se_deploy.bench.backend_choice`).
+    ``compare``: CPU runtimes timed side by side with it in the bench stage, on the same ONNX models."""
+
+    backend: EngineBackend = EngineBackend.auto
     precisions: tuple[Precision, ...] = (Precision.fp32, Precision.int8)
+    compare: tuple[Backend, ...] = ()
+
+    @field_validator("compare")
+    @classmethod
+    def _runs_onnx(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for b in v:
+            if b not in CPU_RUNTIMES:
+                raise ValueError(f"holds {b}, which does not run the ONNX models directly; allowed: "
+                                 f"{', '.join(CPU_RUNTIMES)}")
+        if len(set(v)) != len(v):
+            raise ValueError("lists a backend twice")
+        return v
 
     @field_validator("precisions")
     @classmethod

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from se_deploy._util import read_sidecar, sha256_file, sidecar_path, write_json_atomic
+from se_deploy.bench.backend_choice import CPU_RUNTIMES, choose_cpu_backend
 from se_deploy.bench.results import Accuracy, load_results, save_results
 from se_deploy.bench.suite import BenchConfig, Candidate, benchmark, model_info
 from se_deploy.calibration.accuracy import evaluate
@@ -36,6 +37,7 @@ from se_deploy.onnx_io import load_onnx, model_input, save_onnx
 from se_deploy.pipeline.config import CALIBRATED_PRECISIONS, PipelineConfig
 from se_deploy.pipeline.stages import Skip, Stage, StageResult, StageStatus, run_stages
 from se_deploy.report.render import write_report
+from se_deploy.runtime.registry import capabilities
 
 SYNTHETIC_LABEL = ("synthetic calibration data (seeded random inputs, not real images): INT8 ranges and accuracy "
                    "figures only show agreement with FP32, not task accuracy")
@@ -191,11 +193,13 @@ def _precisions(job: Job) -> list[str]:
     return list(job.config.engines.precisions)
 
 
-def _engine_backend(cfg: PipelineConfig) -> tuple[str, str]:
-    """(backend that builds and runs the engines, why). A backend added to EngineBackend needs a branch here."""
+def _engine_backend(cfg: PipelineConfig, choose: Callable[[], dict]) -> tuple[str, str, dict | None]:
+    """(backend that builds and runs the engines, why, the probe behind an auto choice).
+    ``choose`` runs the CPU-runtime probe (only called for auto without TensorRT).
+    A backend added to EngineBackend needs a branch here."""
     want = cfg.engines.backend
-    if want == EngineBackend.onnxruntime:
-        return "onnxruntime", "onnxruntime chosen in the config"
+    if want in CPU_RUNTIMES:
+        return str(want), f"{want} chosen in the config", None
     if want not in (EngineBackend.auto, EngineBackend.tensorrt):
         raise InternalError(f"engines.backend {want!r} validated but the pipeline has no engine step for it")
     try:
@@ -205,11 +209,17 @@ def _engine_backend(cfg: PipelineConfig) -> tuple[str, str]:
     else:
         why = "tensorrt is not installed"
     if trt is not None:
-        return "tensorrt", f"TensorRT {trt.__version__}"
+        return "tensorrt", f"TensorRT {trt.__version__}", None
     if want == EngineBackend.tensorrt:
-        raise MissingDependencyError(f"engines.backend = 'tensorrt' but {why}; set engines.backend = 'auto' or "
-                                     f"'onnxruntime' to run on this machine")
-    return "onnxruntime", f"{why}: onnxruntime runs the ONNX models directly"
+        raise MissingDependencyError(f"engines.backend = 'tensorrt' but {why}; set engines.backend = 'auto', "
+                                     f"'onnxruntime' or 'openvino' to run on this machine")
+    choice = choose()
+    if choice.get("median_ms"):
+        probe = ", ".join(f"{b} {ms:.3g} ms" for b, ms in choice["median_ms"].items())
+        how = f"faster in a short interleaved probe on the SE model ({probe}, median of {choice['rounds']} rounds)"
+    else:
+        how = "the only CPU runtime installed"
+    return choice["choice"], f"{why}: {choice['choice']} runs the ONNX models directly, {how}", choice
 
 
 def _tensorrt_engine(job: Job, role: str, prec: str) -> tuple[Path, Path]:
@@ -248,25 +258,28 @@ def _engines_stage(job: Job) -> Stage:
     inputs += [job.calib] if any(p in CALIBRATED_PRECISIONS for p in _precisions(job)) else []
 
     def run() -> str:
-        backend, why = _engine_backend(cfg)
+        backend, why, choice = _engine_backend(cfg, lambda: choose_cpu_backend(
+            str(job.onnx("se")), batch=cfg.bench.batches[0], threads=cfg.bench.threads, seed=cfg.bench.seed))
+        backends = list(dict.fromkeys([backend, *cfg.engines.compare]))
         engines = []
-        for role in job.roles:
+        for backend, role in ((b, r) for b in backends for r in job.roles):
             for prec in _precisions(job):
                 entry = {"model": job.display(role), "role": role, "precision": prec, "backend": backend}
                 if backend == "tensorrt":
                     artifact, onnx = _tensorrt_engine(job, role, prec)
                 elif prec == Precision.int8fp16:
-                    # onnxruntime has no such build: the row says so instead of timing another precision
-                    engines.append({**entry, "backend": None, "skipped": "int8fp16 (INT8 Q/DQ with FP16 layers) is "
-                                    "built for TensorRT only; the engines run on onnxruntime here"})
+                    # a CPU runtime has no such build: the row says so instead of timing another precision
+                    engines.append({**entry, "skipped": "int8fp16 (INT8 Q/DQ with FP16 layers) is built for "
+                                    f"TensorRT only; the engines run on {backend} here"})
                     continue
                 else:
                     artifact = onnx = job.onnx(role, prec)
                 engines.append({**entry, "artifact": str(artifact.relative_to(job.out)), "sha256": sha256_file(artifact),
                                 "onnx": str(onnx.relative_to(job.out)) if onnx.is_relative_to(job.out) else str(onnx)})
-        write_json_atomic(job.engines, {"backend": backend, "reason": why, "engines": engines})
+        write_json_atomic(job.engines, {"backend": backends[0], "backends": backends, "reason": why,
+                                        "choice": choice, "engines": engines})
         skipped = sorted({e["precision"] for e in engines if e.get("skipped")})
-        return f"{backend} ({why})" + (f"; not built: {', '.join(skipped)}" if skipped else "")
+        return f"{', '.join(backends)} ({why})" + (f"; not built: {', '.join(skipped)}" if skipped else "")
 
     return Stage("build engines", [job.engines], inputs, cfg.section_hash("engines", "bench", "quantize"), run)
 
@@ -308,13 +321,15 @@ def _bench_stage(job: Job) -> Stage:
 
     def run() -> str:
         man = json.loads(job.engines.read_text())
-        # the per-op profile needs the onnxruntime profiler; on TensorRT engines it is left out
-        bc = BenchConfig(**{**cfg.bench.model_dump(), "profile": cfg.bench.profile and man["backend"] == "onnxruntime"})
+        # the per-op profile needs a backend with a per-node profiler; on TensorRT engines it is left out
+        profiled = any(capabilities(e["backend"]).profiling for e in man["engines"])
+        bc = BenchConfig(**{**cfg.bench.model_dump(), "profile": cfg.bench.profile and profiled})
         cands = [Candidate(name=e["model"], precision=e["precision"], artifact=str(job.out / e["artifact"]),
                            role=e["role"] if job.has_plain else "other", backend=e["backend"])
                  for e in man["engines"] if not e.get("skipped")]
         models = [model_info(job.display(r), r if job.has_plain else "other", str(job.onnx(r))) for r in job.roles]
-        res = benchmark(cands, bc, models=models, run_name=cfg.name)
+        res = benchmark(cands, bc, models=models, run_name=cfg.name,
+                        run_extra={"backend_choice": man["choice"]} if man.get("choice") else None)
         if job.accuracy.exists():
             acc = json.loads(job.accuracy.read_text())
             for model, rep in acc["reports"].items():
@@ -325,11 +340,13 @@ def _bench_stage(job: Job) -> Stage:
         if job.calib.exists() and (read_sidecar(job.calib) or {}).get("synthetic"):
             res.warnings.insert(0, SYNTHETIC_LABEL)
         res.run["pipeline"] = {"config": cfg.to_dict(), "engines": man["reason"],
-                               "precision_backends": {e["precision"]: e["backend"] for e in man["engines"]}}
+                               "precision_backends": {p: sorted({e["backend"] for e in man["engines"]
+                                                                   if e["precision"] == p and not e.get("skipped")})
+                                                      for p in dict.fromkeys(e["precision"] for e in man["engines"])}}
         res.warnings += [f"{e['model']} {e['precision']}: not built ({e['skipped']})" for e in man["engines"]
                          if e.get("skipped")]
         save_results(res, job.results)
-        return ", ".join(f"{c.precision} b{c.batch}: SE tax {c.tax['tax_pct']:+.1f}%" for c in res.comparisons)
+        return ", ".join(f"{c.precision} b{c.batch} {c.backend}: SE tax {c.tax['tax_pct']:+.1f}%" for c in res.comparisons)
 
     inputs = [job.engines, job.accuracy]  # hashed when the stage starts; "missing" when accuracy was skipped
     inputs += [job.onnx(r, p) for r in job.roles for p in _precisions(job) if p != Precision.int8fp16]

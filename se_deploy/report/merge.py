@@ -24,30 +24,40 @@ def run_labels(runs: Sequence[Results]) -> list[str]:
     return out
 
 
+def _tax_key(r: Results, c) -> tuple:
+    return c.se_model, c.plain_model, c.precision, c.batch, tables.comparison_backend(r, c)
+
+
+def _latency_key(m) -> tuple:
+    return m.model, m.precision, m.batch, tables.measurement_backend(m)
+
+
 def fleet_tax_table(runs: Sequence[Results], labels: Sequence[str]) -> Table:
-    keys = list(dict.fromkeys((c.se_model, c.plain_model, c.precision, c.batch) for r in runs for c in r.comparisons))
+    """One row per (SE model, twin, precision, batch, backend): the same model on two backends is two rows."""
+    keys = list(dict.fromkeys(_tax_key(r, c) for r in runs for c in r.comparisons))
     rows = []
-    for se, plain, prec, batch in keys:
-        row = [se, plain, prec, str(batch)]
+    for key in keys:
+        se, plain, prec, batch, backend = key
+        row = [se, plain, prec, str(batch), backend]
         for r in runs:
-            c = next((c for c in r.comparisons if (c.se_model, c.plain_model, c.precision, c.batch)
-                      == (se, plain, prec, batch)), None)
+            c = next((c for c in r.comparisons if _tax_key(r, c) == key), None)
             row.append(tables.fmt_tax(c.tax) if c else "-")
         rows.append(row)
-    return ["SE model", "plain twin", "precision", "batch", *[f"SE tax: {x}" for x in labels]], rows
+    return ["SE model", "plain twin", "precision", "batch", "backend", *[f"SE tax: {x}" for x in labels]], rows
 
 
 def fleet_latency_table(runs: Sequence[Results], labels: Sequence[str]) -> Table:
-    keys = list(dict.fromkeys((m.model, m.precision, m.batch) for r in runs for m in r.measurements))
+    keys = list(dict.fromkeys(_latency_key(m) for r in runs for m in r.measurements))
     rows = []
-    for model, prec, batch in keys:
-        row = [model, prec, str(batch)]
+    for key in keys:
+        model, prec, batch, backend = key
+        row = [model, prec, str(batch), backend]
         for r in runs:
-            m = next((m for m in r.measurements if (m.model, m.precision, m.batch) == (model, prec, batch)), None)
+            m = next((m for m in r.measurements if _latency_key(m) == key), None)
             row.append(f"{tables.fmt_ms(m.latency_ms['median'])} / {tables.fmt_ms(m.latency_ms['p90'])}"
                        if m else "-")
         rows.append(row)
-    return ["model", "precision", "batch", *[f"median / p90 ms: {x}" for x in labels]], rows
+    return ["model", "precision", "batch", "backend", *[f"median / p90 ms: {x}" for x in labels]], rows
 
 
 _ENV_KEYS = ("device", "created", "mode", "backend", "se_deploy_version")

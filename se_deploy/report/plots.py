@@ -56,11 +56,13 @@ def _tax_bar(tax: dict) -> tuple[float, float, float] | None:
 def latency_vs_batch(r: Results) -> bytes | None:
     """Median latency (p90 as the upper whisker) against batch size; one panel per precision."""
     series: dict[str, dict[str, list[tuple[int, float, float]]]] = {}
+    several = len({tables.measurement_backend(m) for m in r.measurements}) > 1
     for m in r.measurements:
         med, p90 = m.latency_ms.get("median"), m.latency_ms.get("p90")
         if finite(med):
             up = max(0.0, p90 - med) if finite(p90) else 0.0
-            series.setdefault(m.precision, {}).setdefault(m.model, []).append((m.batch, med, up))
+            label = f"{m.model} on {tables.measurement_backend(m)}" if several else m.model
+            series.setdefault(m.precision, {}).setdefault(label, []).append((m.batch, med, up))
     if not series:
         return None
     batches = sorted({m.batch for m in r.measurements})
@@ -98,7 +100,9 @@ def se_vs_plain(r: Results) -> bytes | None:
     ax.bar([x + w / 2 for x in xs], [f if finite(f) else 0.0 for f in flops], w, label="SE share of FLOPs %",
            color="#4f81bd")
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(xs, [f"{_t(c.precision)}\nb={c.batch}" for c, _ in bars])
+    several = len({tables.comparison_backend(r, c) for c, _ in bars}) > 1
+    ax.set_xticks(xs, [f"{_t(c.precision)}\nb={c.batch}" + (f"\n{_t(tables.comparison_backend(r, c), 16)}" if several
+                                                            else "") for c, _ in bars])
     ax.set_ylabel("% of plain twin")
     ax.set_title(f"{_t(bars[0][0].se_model)} vs {_t(bars[0][0].plain_model)}")
     ax.legend(fontsize=8)
@@ -119,7 +123,7 @@ def op_breakdown(r: Results, top: int = 10) -> bytes | None:
         ax.barh(range(len(ops)), [o[1] for o in ops],
                 color=["#c0504d" if o[0].lower().startswith("se") else "#4f81bd" for o in ops])
         ax.set_yticks(range(len(ops)), [_t(o[0]) for o in ops])
-        ax.set_title(f"{_t(p.model)} {_t(p.precision)} b={p.batch}", fontsize=9)
+        ax.set_title(f"{_t(p.model)} {_t(p.precision)} b={p.batch} on {_t(p.source, 24)}", fontsize=9)
         ax.set_xlabel("ms per run")
         ax.tick_params(axis="y", labelsize=7)
     for ax in axes[n:]:
@@ -129,8 +133,10 @@ def op_breakdown(r: Results, top: int = 10) -> bytes | None:
 
 def fleet_tax(runs: Sequence[Results], labels: Sequence[str]) -> bytes | None:
     """SE tax per (model, precision, batch), one bar per run, for the fleet report."""
-    keys = list(dict.fromkeys((c.se_model, c.precision, c.batch) for r in runs for c in r.comparisons
-                              if _tax_bar(c.tax) is not None))
+    def key(r, c):
+        return c.se_model, c.precision, c.batch, tables.comparison_backend(r, c)
+
+    keys = list(dict.fromkeys(key(r, c) for r in runs for c in r.comparisons if _tax_bar(c.tax) is not None))
     if not keys:
         return None
     fig = _figure(max(5.0, 1.2 * len(keys) * max(1, len(runs)) ** 0.5 + 2), 3.6)
@@ -138,8 +144,8 @@ def fleet_tax(runs: Sequence[Results], labels: Sequence[str]) -> bytes | None:
     w = 0.8 / len(runs)
     for i, (r, lab) in enumerate(zip(runs, labels)):
         xs, bars = [], []
-        for j, key in enumerate(keys):
-            c = next((c for c in r.comparisons if (c.se_model, c.precision, c.batch) == key), None)
+        for j, k in enumerate(keys):
+            c = next((c for c in r.comparisons if key(r, c) == k), None)
             bar = _tax_bar(c.tax) if c is not None else None
             if bar is not None:
                 xs.append(j - 0.4 + w * (i + 0.5))
@@ -147,7 +153,9 @@ def fleet_tax(runs: Sequence[Results], labels: Sequence[str]) -> bytes | None:
         if bars:
             ax.bar(xs, [b[0] for b in bars], w, yerr=[[b[1] for b in bars], [b[2] for b in bars]], capsize=3,
                    label=_t(lab))
-    ax.set_xticks(range(len(keys)), [f"{_t(m)}\n{_t(p)} b={b}" for m, p, b in keys], fontsize=8)
+    several = len({k[3] for k in keys}) > 1
+    ax.set_xticks(range(len(keys)), [f"{_t(m)}\n{_t(p)} b={b}" + (f"\n{_t(be, 16)}" if several else "")
+                                     for m, p, b, be in keys], fontsize=8)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_ylabel("SE tax, % extra latency")
     ax.legend(fontsize=8)

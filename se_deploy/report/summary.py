@@ -22,12 +22,13 @@ def print_summary(results: Results, console) -> None:
             t.add_row(*[Text(r[i]) for i in idx])
         console.print(t)
 
-    show("Latency", *tables.latency_table(results), keep=["model", "precision", "batch", "median ms", "p90 ms",
-                                                          "CV", "items/s"])
+    show("Latency", *tables.latency_table(results), keep=["model", "precision", "batch", "backend", "median ms",
+                                                          "p90 ms", "CV", "items/s"])
     if results.comparisons:
         h, rows = tables.se_tax_table(results)
-        show("SE tax (interleaved)", h, rows, keep=["SE model", "precision", "batch", h[6], "SE share of params",
-                                                    "SE share of FLOPs"])
+        tax = next(x for x in h if x.startswith("SE tax"))
+        show("SE tax (interleaved)", h, rows, keep=["SE model", "precision", "batch", "backend", tax,
+                                                    "SE share of params", "SE share of FLOPs"])
     for title, (h, rows) in tables.op_tables(results, top=6):
         show(f"Per-op: {title}", h, rows, keep=h)
     for w in results.warnings:

@@ -44,6 +44,21 @@ def fmt_tax(tax: dict) -> str:
     return f"{fmt_pct(tax.get('tax_pct'), True)} [{lo}, {hi}]"
 
 
+def backend_label(backend: Any, inference_precision: Any = None) -> str:
+    """``openvino (bf16)``: the backend, and the precision it computed in where the runtime recorded it."""
+    name = str(backend) if backend else "-"
+    return f"{name} ({inference_precision})" if inference_precision else name
+
+
+def measurement_backend(m: Any) -> str:
+    return backend_label(m.backend, (m.runtime or {}).get("inference_precision"))
+
+
+def comparison_backend(r: Results, c: Any) -> str:
+    """A comparison's backend; files from before side-by-side backends name it only in ``run.backend``."""
+    return backend_label(c.backend or r.run.get("backend"), c.inference_precision)
+
+
 def headline(r: Results) -> list[str]:
     """One sentence per comparison: "SE costs 0.3% of FLOPs and 11% of latency"."""
     out = []
@@ -57,19 +72,21 @@ def headline(r: Results) -> list[str]:
         if finite(flops):
             cost.append(f"{flops:.2f}% of FLOPs")
         lead = f"SE blocks are {' and '.join(cost)} of {c.se_model}, but" if cost else f"{c.se_model}:"
-        out.append(f"{lead} {fmt_tax(c.tax)} latency vs {c.plain_model} ({c.precision}, batch {c.batch}).")
+        out.append(f"{lead} {fmt_tax(c.tax)} latency vs {c.plain_model} ({c.precision}, batch {c.batch}, "
+                   f"{comparison_backend(r, c)}).")
     return out
 
 
 def se_tax_table(r: Results) -> Table:
     conf = next((c.tax.get("confidence") for c in r.comparisons), 0.95)
     conf = conf if finite(conf) else 0.95
-    headers = ["SE model", "plain twin", "precision", "batch", "SE median ms", "plain median ms",
+    headers = ["SE model", "plain twin", "precision", "batch", "backend", "SE median ms", "plain median ms",
                f"SE tax ({conf:.0%} CI)", "SE share of params", "SE share of FLOPs"]
     rows = []
     for c in r.comparisons:
         share = c.se_share or {}
-        rows.append([c.se_model, c.plain_model, c.precision, str(c.batch), fmt_ms(c.tax.get("se_median_ms")),
+        rows.append([c.se_model, c.plain_model, c.precision, str(c.batch), comparison_backend(r, c),
+                     fmt_ms(c.tax.get("se_median_ms")),
                      fmt_ms(c.tax.get("plain_median_ms")), fmt_tax(c.tax), fmt_pct(share.get("params_pct")),
                      fmt_pct(share.get("flops_pct"))])
     return headers, rows
@@ -82,7 +99,8 @@ def latency_table(r: Results) -> Table:
     for m in r.measurements:
         s = m.latency_ms
         cv = s.get("cv")
-        rows.append([m.model, m.precision, str(m.batch), m.backend, fmt_ms(s.get("median")), fmt_ms(s.get("p90")),
+        rows.append([m.model, m.precision, str(m.batch), measurement_backend(m), fmt_ms(s.get("median")),
+                     fmt_ms(s.get("p90")),
                      fmt_ms(s.get("p99")), fmt_ms(s.get("min")), fmt_pct(100 * cv if finite(cv) else None),
                      f"{m.throughput:.1f}" if finite(m.throughput) else "-", str(s.get("n", "-"))])
     return headers, rows
@@ -94,11 +112,11 @@ def split_table(r: Results) -> Table | None:
     for m in r.measurements:
         if m.compute_ms is None:
             continue
-        rows.append([m.model, m.precision, str(m.batch), fmt_ms((m.h2d_ms or {}).get("median")),
+        rows.append([m.model, m.precision, str(m.batch), measurement_backend(m), fmt_ms((m.h2d_ms or {}).get("median")),
                      fmt_ms(m.compute_ms.get("median")), fmt_ms((m.d2h_ms or {}).get("median"))])
     if not rows:
         return None
-    return ["model", "precision", "batch", "H2D median ms", "compute median ms", "D2H median ms"], rows
+    return ["model", "precision", "batch", "backend", "H2D median ms", "compute median ms", "D2H median ms"], rows
 
 
 def _pick(d: dict, keys: tuple[str, ...]) -> float | None:
@@ -135,7 +153,9 @@ def op_tables(r: Results, top: int = 12) -> list[tuple[str, Table]]:
     for p in r.profiles:
         rows = [[op, fmt_ms(ms), fmt_pct(pct), "-" if cnt is None else str(cnt)]
                 for op, ms, pct, cnt in op_breakdown(p.by_op)[:top]]
-        tables.append((f"{p.model} {p.precision} batch {p.batch}", (["op type", "ms", "share", "count"], rows)))
+        details = p.extra.get("extra") if isinstance(p.extra.get("extra"), dict) else {}  # bench keeps them here
+        on = backend_label(p.source, details.get("inference_precision"))
+        tables.append((f"{p.model} {p.precision} batch {p.batch} on {on}", (["op type", "ms", "share", "count"], rows)))
     return tables
 
 

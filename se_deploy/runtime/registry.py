@@ -18,6 +18,7 @@ from typing import Any, Callable
 from se_deploy.envinfo import _read_file
 from se_deploy.errors import UsageError
 from se_deploy.runtime.base import Capabilities, Runner
+from se_deploy.runtime.openvino import device_names, host_precision
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ def install_hint(component: str, jetson: bool) -> str:
                        "install the NVIDIA driver (nvidia-smi must work), or build on the target device: "
                        "se-deploy build-engine --print-trtexec"),
         "onnxruntime": "pip install onnxruntime",
+        "openvino": ("pip install 'se-deploy[openvino]' (PyPI has aarch64 wheels: OpenVINO runs on the Jetson's "
+                     "Arm CPU, not its GPU)" if jetson else "pip install 'se-deploy[openvino]'"),
         "onnxruntime-gpu": ("install NVIDIA's onnxruntime-gpu wheel built for your JetPack release "
                             "(a plain pip install gets a CPU-only build on aarch64)" if jetson else
                             "pip uninstall onnxruntime && pip install onnxruntime-gpu"),
@@ -102,6 +105,22 @@ def _probe_torch(jetson: bool) -> BackendInfo:
                            install=install_hint("torch", jetson))
     return BackendInfo("torch", True, version=torch.__version__,
                        details={"cuda": bool(torch.cuda.is_available()), "cuda_version": torch.version.cuda})
+
+
+def _probe_openvino(jetson: bool) -> BackendInfo:
+    try:
+        import openvino as ov
+    except Exception as e:
+        return BackendInfo("openvino", False, reason=f"cannot import openvino ({type(e).__name__})",
+                           install=install_hint("openvino", jetson))
+    core = ov.Core()
+    devices = device_names(core)
+    details: dict[str, Any] = {"build": ov.get_version(), "devices": devices}
+    if "CPU" in devices:
+        choice = host_precision()
+        details["cpu_capabilities"] = list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        details["cpu_precision"] = {"precision": choice.precision, "reason": choice.reason}
+    return BackendInfo("openvino", True, version=ov.get_version().split("-")[0], details=details)
 
 
 def _probe_tensorrt(jetson: bool) -> BackendInfo:
@@ -150,6 +169,7 @@ def register_backend(name: str, probe: Callable[[bool], BackendInfo], runner: st
 # providers when installed. (OrtConfig's own default stays CPU, the reference for numerical proofs.)
 register_backend("onnxruntime", _probe_onnxruntime, "se_deploy.runtime.onnxruntime:OrtRunner",
                  defaults={"providers": "auto"})
+register_backend("openvino", _probe_openvino, "se_deploy.runtime.openvino:OvRunner")
 register_backend("tensorrt", _probe_tensorrt, "se_deploy.runtime.tensorrt.runner:TrtRunner")
 register_backend("torch", _probe_torch, "se_deploy.runtime.torch:TorchRunner")
 

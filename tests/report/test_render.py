@@ -45,7 +45,7 @@ def test_markdown_escapes_table_breaking_characters(evil_results):
         if line.startswith("| &lt;script&gt;"):
             assert "&amp;\\|pipe" in line
             cells = re.split(r"(?<!\\)\|", line)
-            assert len(cells) == 9 + 2  # 9 columns of the SE tax table, no extra split
+            assert len(cells) == 10 + 2  # 10 columns of the SE tax table, no extra split
             break
     else:
         raise AssertionError("SE tax row not found")

@@ -20,7 +20,7 @@ def test_list_backends_reports_this_machine():
     import torch
 
     infos = {b.name: b for b in list_backends()}
-    assert set(infos) == {"onnxruntime", "tensorrt", "torch"} == set(backend_names())
+    assert set(infos) == {"onnxruntime", "openvino", "tensorrt", "torch"} == set(backend_names())
     ort = infos["onnxruntime"]
     assert ort.available and ort.version == onnxruntime.__version__
     assert "CPUExecutionProvider" in ort.details["providers"]
@@ -80,8 +80,8 @@ def test_create_runner_torch_by_zoo_name_passes_model_kwargs():
 
 
 def test_create_runner_refuses_unknown_backends_and_options(tmp_path):
-    with pytest.raises(UsageError, match="unknown backend 'openvino'; choose one of onnxruntime, tensorrt, torch"):
-        create_runner("openvino", "m.onnx")
+    with pytest.raises(UsageError, match="unknown backend 'ncnn'; choose one of onnxruntime, openvino, tensorrt, torch"):
+        create_runner("ncnn", "m.onnx")
     with pytest.raises(UsageError, match=r"unknown onnxruntime option\(s\) \['batch_size'\]; allowed: .*threads"):
         create_runner("onnxruntime", "m.onnx", batch_size=4)
     with pytest.raises(UsageError, match="unknown torch option"):
