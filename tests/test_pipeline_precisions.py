@@ -23,6 +23,7 @@ input_shape = [1, 3, 64, 64]
 [calibration]
 size = 8
 [engines]
+backend = "onnxruntime"
 precisions = ["fp32", "fp16", "int8fp16"]
 [accuracy]
 size = 8
