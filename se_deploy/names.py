@@ -51,6 +51,9 @@ class Backend(Name):
 EngineBackend = Name("EngineBackend", [("auto", "auto")] + [(b.name, b.value) for b in Backend
                                                             if b is not Backend.torch])
 
+# se-budget times ONNX variants of one model: the backends that run an .onnx file directly.
+BudgetBackend = Name("BudgetBackend", [(b.name, b.value) for b in Backend if b is Backend.onnxruntime])
+
 
 class BenchMode(Name):
     """singlestream: p90 latency headline (MLPerf); offline: throughput headline."""
@@ -97,8 +100,8 @@ class PreprocessPreset(Name):
     imagenet = "imagenet"
 
 
-ALL: tuple[type[Name], ...] = (Backend, EngineBackend, BenchMode, Exporter, Simplifier, Precision, QuantTarget,
+ALL: tuple[type[Name], ...] = (Backend, EngineBackend, BudgetBackend, BenchMode, Exporter, Simplifier, Precision, QuantTarget,
                                CalibMethod, PreprocessPreset)
 
-__all__ = ["ALL", "Backend", "BenchMode", "CalibMethod", "EngineBackend", "Exporter", "Name", "Precision",
+__all__ = ["ALL", "Backend", "BenchMode", "BudgetBackend", "CalibMethod", "EngineBackend", "Exporter", "Name", "Precision",
            "PreprocessPreset", "QuantTarget", "Simplifier"]
