@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 
 def make_se_classifier(blocks: int = 3, *, channels: int = 8, classes: int = 10, hw: int = 16,
-                       constant_gate: tuple[int, ...] = (), seed: int = 0) -> onnx.ModelProto:
+                       constant_gate: tuple[int, ...] = (), relu: bool = True, seed: int = 0) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
 
@@ -29,7 +29,8 @@ def make_se_classifier(blocks: int = 3, *, channels: int = 8, classes: int = 10,
         nodes.append(helper.make_node("Conv", [x, init(f"{p}.w", rng.standard_normal((c, c, 3, 3)) * 0.25),
                                                init(f"{p}.bias", rng.standard_normal(c) * 0.1)], [f"{p}.conv"],
                                       name=f"{p}.conv", pads=[1, 1, 1, 1]))
-        nodes.append(helper.make_node("Relu", [f"{p}.conv"], [f"{p}.act"], name=f"{p}.relu"))
+        # without the ReLU the SE input comes straight from the Conv, so a fold goes into its weights
+        nodes.append(helper.make_node("Relu" if relu else "Identity", [f"{p}.conv"], [f"{p}.act"], name=f"{p}.relu"))
         nodes.append(helper.make_node("GlobalAveragePool", [f"{p}.act"], [f"{p}.pool"], name=f"{p}.se.pool"))
         nodes.append(helper.make_node("Conv", [f"{p}.pool", init(f"{p}.fc1.w", rng.standard_normal((cr, c, 1, 1))),
                                                init(f"{p}.fc1.b", rng.standard_normal(cr) * 0.1)], [f"{p}.fc1"],
