@@ -25,7 +25,11 @@ def front_png(result: dict) -> bytes | None:
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     ax.step([m["est_tax_pct"] for m in front], [m["est_loss"][0] for m in front], where="post", color="#4f81bd",
-            marker=".", label="Pareto front (estimated)")
+            marker=".", label="Pareto front (estimated: summed per-block disagreement)")
+    checked = [c for c in result.get("checked", []) if _finite(c.get("est_tax_pct")) and _finite(c.get("loss"))]
+    if checked:
+        ax.plot([c["est_tax_pct"] for c in checked], [c["loss"] for c in checked], "o", color="#999999", ms=4,
+                label="mixes checked (estimated tax, measured loss)")
     full, plain, chosen = result.get("full", {}), result.get("plain", {}), result.get("chosen") or {}
     if _finite(full.get("tax", {}).get("tax_pct")):
         ax.plot([full["tax"]["tax_pct"]], [0.0], "s", color="#c0504d", ms=8, label="full SE model (measured)")

@@ -35,7 +35,7 @@ from se_deploy.bench.profile import profile_runner
 from se_deploy.bench.stats import ratio_interval, se_tax
 from se_deploy.bench.suite import Candidate, make_feed, make_runner
 from se_deploy.budget.plot import front_png
-from se_deploy.budget.select import Mix, Option, achievable, choose, front
+from se_deploy.budget.select import Mix, Option, achievable, front, ranked
 from se_deploy.budget.variants import Fate, Variants
 from se_deploy.calibration.accuracy import run_model, topk_accuracy
 from se_deploy.calibration.data_options import DataOptions, load_for_model
@@ -61,8 +61,9 @@ UNLABELLED_NOTE = "unlabelled evaluation data: only agreement with the full mode
 class BudgetConfig(Timing):
     """How se-budget measures and chooses. ``budget_pct``: the largest SE tax allowed, in % of the plain
     twin's latency; ``time_top``: blocks timed after the profile ranks them; ``max_tries``: mixes measured
-    before giving up; ``max_drop``: the most accuracy a mix may lose (top-1 points, or disagreement points
-    on unlabelled data); ``calib_size``/``eval_size``: samples read (None: all)."""
+    before giving up; ``accuracy_checks``: mixes whose accuracy is measured per try (the most accurate is
+    timed); ``max_drop``: the most accuracy a mix may lose (top-1 points, or disagreement points on
+    unlabelled data); ``calib_size``/``eval_size``: samples read (None: all)."""
 
     budget_pct: float = Field(ge=0)
     backend: BudgetBackend = BudgetBackend.onnxruntime
@@ -70,6 +71,7 @@ class BudgetConfig(Timing):
     threads: NonNegativeInt = 0
     time_top: NonNegativeInt = 4
     max_tries: PositiveInt = 3
+    accuracy_checks: PositiveInt = 8
     max_drop: float | None = Field(None, ge=0)
     profile_iters: PositiveInt = 20
     confidence: float = Field(0.95, gt=0, lt=1)
@@ -108,13 +110,26 @@ def _figures(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray | None) -> 
     return d
 
 
-def _loss(fig: dict, full: dict) -> tuple[float, float]:
-    """(primary, tie-break): top-1 drop then disagreement in points; without labels disagreement then
-    cosine distance (x100)."""
+def _estimate(fig: dict, full: dict) -> tuple[float, float]:
+    """A block's loss as the selection adds it up: (disagreement with the full model in points, then the
+    top-1 drop clamped at 0, or the cosine distance x100 without labels).
+
+    Disagreement, not the top-1 drop, leads: it bounds the top-1 drop (a prediction that agrees is right
+    or wrong with the full model's), and the disagreements of several edits add up to a bound of theirs,
+    while top-1 drops do not add up: on an under-trained model one removal can gain points that several
+    removals together lose many times over.
+    """
     disagree = 100.0 - (fig["agreement"] if fig["agreement"] is not None else 100.0 * fig["cosine"])
     if "top1" in full:
-        return full["top1"] - fig["top1"], disagree
+        return disagree, max(0.0, full["top1"] - fig["top1"])
     return disagree, 100.0 * (1.0 - fig["cosine"])
+
+
+def _measured(fig: dict, full: dict) -> float:
+    """The loss of a measured model: top-1 drop in points with labels, else disagreement in points."""
+    if "top1" in full:
+        return full["top1"] - fig["top1"]
+    return 100.0 - (fig["agreement"] if fig["agreement"] is not None else 100.0 * fig["cosine"])
 
 
 # --------------------------------------------------------------------------- timing
@@ -211,7 +226,7 @@ def run_budget(model_path: str | Path, out_dir: str | Path, cfg: BudgetConfig, *
         raise GraphPassError(f"the budget's variants are not exact (normalized copy error {norm_err:.2g}, every block "
                              f"removed vs the plain twin {removal_err:.2g} of the output scale): nothing written")
     plain_fig = _figures(run_model(plain, ev).reshape(ref.shape), ref, labels)
-    plain_fig["loss"] = _loss(plain_fig, full_fig)[0]
+    plain_fig["loss"] = _measured(plain_fig, full_fig)
 
     blocks = []
     variant_models: dict[tuple[int, Fate], onnx.ModelProto] = {}
@@ -222,7 +237,8 @@ def run_budget(model_path: str | Path, out_dir: str | Path, cfg: BudgetConfig, *
             m = v.only(b.index, fate, means)
             variant_models[(b.index, fate)] = m
             fig = _figures(run_model(m, ev).reshape(ref.shape), ref, labels)
-            fig["loss"] = list(_loss(fig, full_fig))
+            fig["loss"] = _measured(fig, full_fig)
+            fig["estimate"] = list(_estimate(fig, full_fig))
             row[fate.value] = {"accuracy": fig}
         row["fold"]["into_producer"] = (len(variant_models[(b.index, Fate.fold)].graph.node)
                                         == len(variant_models[(b.index, Fate.remove)].graph.node))
@@ -291,8 +307,8 @@ def run_budget(model_path: str | Path, out_dir: str | Path, cfg: BudgetConfig, *
                 fold_res = 0.0 if row["fold"]["into_producer"] else min(w, prof_scale[i] * scale)
                 row["cost_source"] = "profile"
             row["cost_ms"], row["fold_cost_ms"] = w, fold_res
-            options.append({Fate.keep: Option(w, (0.0, 0.0)), Fate.fold: Option(fold_res, tuple(row["fold"]["accuracy"]["loss"])),
-                            Fate.remove: Option(0.0, tuple(row["remove"]["accuracy"]["loss"]))})
+            options.append({Fate.keep: Option(w, (0.0, 0.0)), Fate.fold: Option(fold_res, tuple(row["fold"]["accuracy"]["estimate"])),
+                            Fate.remove: Option(0.0, tuple(row["remove"]["accuracy"]["estimate"]))})
 
         mixes = front(options, full_tax["tax_pct"])
         result = {
@@ -301,6 +317,7 @@ def run_budget(model_path: str | Path, out_dir: str | Path, cfg: BudgetConfig, *
             "batch": cfg.batch, "settings": cfg.to_dict(), "synthetic": ev.is_synthetic,
             "labelled": labels is not None,
             "loss_metric": "top-1 drop (pt)" if labels is not None else "disagreement with the full model (pt)",
+            "estimate_metric": "sum of per-block disagreement with the full model (pt)",
             "data": {"evaluation": ev.describe(), "gate_statistics_from": "calibration" if calib is not ev
                      else "evaluation", "samples": int(ref.shape[0])},
             "notes": notes,
@@ -309,32 +326,48 @@ def run_budget(model_path: str | Path, out_dir: str | Path, cfg: BudgetConfig, *
             "profile": prof, "cost_scale": scale,
             "full": {"accuracy": full_fig, "tax": full_tax},
             "plain": {"accuracy": plain_fig, "loss": plain_fig["loss"]},
-            "blocks": blocks, "front": [m.to_dict() for m in mixes], "tries": [],
+            "blocks": blocks, "front": [m.to_dict() for m in _shown(mixes)], "tries": [],
         }
 
-        # choose, then measure the choice itself; a miss lowers the target by the miss
+        # rank the mixes by their estimates, measure the accuracy of the best few (cheap), time the most
+        # accurate (costly) against the plain twin; a miss lowers the target by the miss
         target, tried, chosen = cfg.budget_pct, set(), None
+        checked: dict[tuple, tuple[onnx.ModelProto, dict, float]] = {}
+        result["checked"] = []
         for attempt in range(cfg.max_tries):
-            pick = choose([m for m in mixes if m.fates not in tried], target, max_loss=cfg.max_drop)
-            if pick is None:
+            cands = [x for x in ranked(mixes, target) if x.fates not in tried][:cfg.accuracy_checks]
+            if not cands:
                 if attempt == 0:
                     raise BudgetError(f"budget {cfg.budget_pct:g}% cannot be met: "
-                                      f"{achievable(mixes, cfg.budget_pct, max_loss=cfg.max_drop)}; nothing written")
+                                      f"{achievable(mixes, cfg.budget_pct)}; nothing written")
                 break
+            for c in cands:
+                if c.fates not in checked:
+                    mm = v.build(c.fates, means)
+                    fig = _figures(run_model(mm, ev).reshape(ref.shape), ref, labels)
+                    checked[c.fates] = (mm, fig, _measured(fig, full_fig))
+                    result["checked"].append({**c.to_dict(), "accuracy": fig, "loss": checked[c.fates][2]})
+            ok = [c for c in cands if cfg.max_drop is None or checked[c.fates][2] <= cfg.max_drop]
+            if not ok:
+                best = min(checked[c.fates][2] for c in cands)
+                raise BudgetError(f"no mix within the budget of {cfg.budget_pct:g}% keeps the loss within --max-drop "
+                                  f"{cfg.max_drop:g}: the best of {len(cands)} measured loses {best:.2f} "
+                                  f"({result['loss_metric']}); nothing written")
+            pick = min(ok, key=lambda c: (checked[c.fates][2], 100.0 - (checked[c.fates][1]["agreement"] or 0.0),
+                                          c.changed, c.tax_pct))
             tried.add(pick.fates)
-            m = v.build(pick.fates, means)
+            m, fig, loss = checked[pick.fates]
             p = path_of(f"try{attempt}", m)
-            say(f"measuring mix {attempt + 1}: {_describe(pick)} (estimated SE tax {pick.tax_pct:+.1f}%)")
+            say(f"timing mix {attempt + 1}: {_describe(pick)} (estimated SE tax {pick.tax_pct:+.1f}%, measured "
+                f"loss {loss:.2f}, best of {len(cands)} checked for accuracy)")
             tms = _time({"mix": p, "plain": plain_p, "full": full_p}, cfg)
             tax = _tax(tms["mix"], tms["plain"], cfg)
-            fig = _figures(run_model(m, ev).reshape(ref.shape), ref, labels)
-            loss = _loss(fig, full_fig)[0]
-            met = tax["tax_pct"] <= cfg.budget_pct and (cfg.max_drop is None or loss <= cfg.max_drop)
+            met = tax["tax_pct"] <= cfg.budget_pct
             entry = {**pick.to_dict(), "tax": tax, "full_tax": _tax(tms["full"], tms["plain"], cfg), "accuracy": fig,
                      "loss": loss, "met": met}
             result["tries"].append(entry)
-            say(f"  measured SE tax {tax['tax_pct']:+.1f}% [{tax['tax_pct_lo']:+.1f}, {tax['tax_pct_hi']:+.1f}], "
-                f"loss {loss:.2f} ({'meets' if met else 'misses'} the budget)")
+            say(f"  measured SE tax {tax['tax_pct']:+.1f}% [{tax['tax_pct_lo']:+.1f}, {tax['tax_pct_hi']:+.1f}] "
+                f"({'meets' if met else 'misses'} the budget)")
             if met:
                 chosen = (pick, m, entry)
                 break
@@ -344,7 +377,7 @@ def run_budget(model_path: str | Path, out_dir: str | Path, cfg: BudgetConfig, *
             best = min(result["tries"], key=lambda t: t["tax"]["tax_pct"]) if result["tries"] else None
             got = (f"the lowest measured was {best['tax']['tax_pct']:.1f}% [{best['tax']['tax_pct_lo']:.1f}, "
                    f"{best['tax']['tax_pct_hi']:.1f}] at a loss of {best['loss']:.2f}" if best else "nothing measured")
-            raise BudgetError(f"budget {cfg.budget_pct:g}% not met after {len(result['tries'])} measured mix(es): {got}; "
+            raise BudgetError(f"budget {cfg.budget_pct:g}% not met after {len(result['tries'])} timed mix(es): {got}; "
                               f"every block removed (the plain twin) has no SE tax at a loss of {plain_fig['loss']:.2f}; "
                               "nothing written")
         pick, m, entry = chosen
@@ -361,6 +394,17 @@ def run_budget(model_path: str | Path, out_dir: str | Path, cfg: BudgetConfig, *
                 result["plot"] = PLOT_NAME
             staged.write_sidecar(result)
     return result
+
+
+def _shown(mixes: list[Mix]) -> list[Mix]:
+    """The front as shown: each step down in estimated loss once (the search also keeps mixes that only
+    change fewer blocks at equal loss, for its tie-break)."""
+    out: list[Mix] = []
+    for m in mixes:  # lowest tax first
+        if out and m.loss[0] >= out[-1].loss[0] - 1e-9:
+            continue
+        out.append(m)
+    return out
 
 
 def _describe(mix: Mix) -> str:

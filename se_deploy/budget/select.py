@@ -19,6 +19,7 @@ adding the same thing to both sides. The surviving mixes of the last block are t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cmp_to_key
 from typing import Mapping, Sequence
 
 from se_deploy.budget.variants import Fate
@@ -102,18 +103,27 @@ def _pareto(states: list) -> list:
     return kept
 
 
-def choose(mixes: Sequence[Mix], budget_pct: float, *, max_loss: float | None = None) -> Mix | None:
-    """The mix with the smallest loss whose estimated tax is within ``budget_pct`` (ties: fewer changed
-    blocks, then lower tax); None when none is. ``max_loss`` also bounds the first loss component."""
+def _cmp(a: Mix, b: Mix) -> int:
+    ka, kb = _key(a.loss, a.changed), _key(b.loss, b.changed)
+    if not _le(ka, kb):
+        return 1
+    if not _le(kb, ka):
+        return -1
+    return -1 if a.tax_pct < b.tax_pct - EPS else 1 if b.tax_pct < a.tax_pct - EPS else 0
+
+
+def ranked(mixes: Sequence[Mix], budget_pct: float, *, max_loss: float | None = None) -> list[Mix]:
+    """The mixes whose estimated tax is within ``budget_pct``, best first: smallest loss, then fewer changed
+    blocks, then lower tax (a stable sort keeps front order among equals). ``max_loss`` also bounds the
+    first loss component."""
     ok = [m for m in mixes if m.tax_pct <= budget_pct + EPS and (max_loss is None or m.loss[0] <= max_loss + EPS)]
-    if not ok:
-        return None
-    best = ok[0]
-    for m in ok[1:]:
-        a, b = _key(m.loss, m.changed), _key(best.loss, best.changed)
-        if _le(a, b) and not _le(b, a) or (_le(a, b) and _le(b, a) and m.tax_pct < best.tax_pct - EPS):
-            best = m
-    return best
+    return sorted(ok, key=cmp_to_key(_cmp))
+
+
+def choose(mixes: Sequence[Mix], budget_pct: float, *, max_loss: float | None = None) -> Mix | None:
+    """The first of :func:`ranked`; None when no mix is within the budget."""
+    r = ranked(mixes, budget_pct, max_loss=max_loss)
+    return r[0] if r else None
 
 
 def achievable(mixes: Sequence[Mix], budget_pct: float, *, max_loss: float | None = None) -> str:
@@ -134,4 +144,4 @@ def achievable(mixes: Sequence[Mix], budget_pct: float, *, max_loss: float | Non
     return "; ".join(parts)
 
 
-__all__ = ["EPS", "Mix", "Option", "achievable", "choose", "front"]
+__all__ = ["EPS", "Mix", "Option", "achievable", "choose", "front", "ranked"]

@@ -61,7 +61,9 @@ def register(command) -> None:
         batch: int = typer.Option(1, "--batch", help="Batch size to time."),
         threads: int = typer.Option(0, "--threads", help="Intra-op threads (0: backend default)."),
         time_top: int = typer.Option(4, "--time-top", help="Blocks to time after the per-op profile ranks them."),
-        max_tries: int = typer.Option(3, "--max-tries", help="Mixes to measure before giving up."),
+        max_tries: int = typer.Option(3, "--max-tries", help="Mixes to time before giving up."),
+        accuracy_checks: int = typer.Option(8, "--accuracy-checks", help="Mixes whose accuracy is measured per try; "
+                                                                          "the most accurate is timed."),
         max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Most accuracy a mix may lose: top-1 "
                                                  "points (disagreement points on unlabelled data)."),
         eval_size: Optional[int] = typer.Option(None, "--eval-size", help="Use this many evaluation samples."),
@@ -80,7 +82,7 @@ def register(command) -> None:
         if eval_data is not None and synthetic:
             raise UsageError("give --eval-data or --synthetic, not both")
         cfg = BudgetConfig(budget_pct=parse_budget(budget), backend=backend, batch=batch, threads=threads,
-                           time_top=time_top, max_tries=max_tries, max_drop=max_drop, eval_size=eval_size,
+                           time_top=time_top, max_tries=max_tries, accuracy_checks=accuracy_checks, max_drop=max_drop, eval_size=eval_size,
                            calib_size=calib_size, warmup_s=warmup_s, min_iters=min_iters,
                            min_duration_s=min_duration_s, seed=data.seed)
         r = run_budget(model, out, cfg, eval_source=eval_data, calib_source=calib_data, data=data,
@@ -99,7 +101,7 @@ def register(command) -> None:
         console.print(table("SE blocks, costliest first in the sidecar's rank (cost: latency the block adds)",
                             ["block", "cost ms", "gate mean", "gate std", "sat %", f"removed {what}",
                              f"folded {what}", "fate"], rows))
-        console.print(table(f"Pareto front (estimated): SE tax vs {r['loss_metric']}", ["SE tax %", "loss",
+        console.print(table("Pareto front (estimated)", ["SE tax %", "disagreement pt",
                             "kept", "folded", "removed"],
                             [[f"{m['est_tax_pct']:.1f}", f"{m['est_loss'][0]:.2f}", m["fates"].count("keep"),
                               m["fates"].count("fold"), m["fates"].count("remove")] for m in r["front"]]))

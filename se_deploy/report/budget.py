@@ -44,7 +44,7 @@ def block_table(b: dict) -> Table:
 def front_table(b: dict) -> Table:
     rows = [[_num(m["est_tax_pct"], ".1f"), _num(m["est_loss"][0]), str(m["fates"].count("keep")),
              str(m["fates"].count("fold")), str(m["fates"].count("remove"))] for m in b.get("front", [])]
-    return ["estimated SE tax %", f"loss: {b.get('loss_metric', '')}", "kept", "folded", "removed"], rows
+    return ["estimated SE tax %", "estimated disagreement pt", "kept", "folded", "removed"], rows
 
 
 def summary(b: dict) -> list[str]:
