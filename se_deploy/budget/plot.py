@@ -24,8 +24,9 @@ def front_png(result: dict) -> bytes | None:
     fig = Figure(figsize=(6.0, 4.0), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    ax.step([m["est_tax_pct"] for m in front], [m["est_loss"][0] for m in front], where="post", color="#4f81bd",
-            marker=".", label="Pareto front (estimated: summed per-block disagreement)")
+    # the summed disagreement bounds the loss and can pass 100 points; no loss can, so the line stops there
+    ax.step([m["est_tax_pct"] for m in front], [min(100.0, m["est_loss"][0]) for m in front], where="post",
+            color="#4f81bd", marker=".", label="Pareto front (estimated: summed per-block disagreement, <= 100)")
     checked = [c for c in result.get("checked", []) if _finite(c.get("est_tax_pct")) and _finite(c.get("loss"))]
     if checked:
         ax.plot([c["est_tax_pct"] for c in checked], [c["loss"] for c in checked], "o", color="#999999", ms=4,

@@ -38,7 +38,7 @@ from se_deploy.budget.plot import front_png
 from se_deploy.budget.select import Mix, Option, achievable, front, ranked
 from se_deploy.budget.variants import Fate, Variants
 from se_deploy.calibration.accuracy import run_model, topk_accuracy
-from se_deploy.calibration.data_options import DataOptions, load_for_model
+from se_deploy.calibration.data_options import DataOptions, load_for_model, model_io
 from se_deploy.calibration.dataset import CalibrationSet
 from se_deploy.errors import BudgetError, GraphPassError, InputError
 from se_deploy.export.passes import ablate_se
@@ -203,8 +203,9 @@ def run_budget(model_path: str | Path, out_dir: str | Path, cfg: BudgetConfig, *
     if ev.is_synthetic:
         notes.insert(0, SYNTHETIC_NOTE)
 
-    batch = min(64, len(calib))
-    stats = v.gate_stats(list(calib.batches(batch)))
+    fixed = model_io(model_path, data.input_shape)[1][0]  # a model with a fixed batch takes only that
+    batch = fixed if isinstance(fixed, int) and fixed > 0 else min(64, len(calib))
+    stats = v.gate_stats(list(calib.batches(batch, drop_last=True)))
     means = [s.pop("mean_gate") for s in stats]
 
     full = v.full()
