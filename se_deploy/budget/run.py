@@ -182,10 +182,12 @@ def _profile_ms(full_path: Path, v: Variants, cfg: BudgetConfig, feed: dict) -> 
 
 def run_budget(model_path: str | Path, out_dir: str | Path, cfg: BudgetConfig, *, eval_source: str | Path | None,
                calib_source: str | Path | None = None, data: DataOptions | None = None, synthetic: bool = False,
-               log: Log | None = None) -> dict:
+               synthetic_source: bool = False, log: Log | None = None) -> dict:
     """Measure every SE block of ``model_path``, choose a mix under ``cfg.budget_pct`` and write
     ``out_dir/se_budget.onnx`` (+ sidecar, + ``se_budget_front.png``); return the sidecar's content.
 
+    ``synthetic``: generate random evaluation data; ``synthetic_source``: ``eval_source`` holds random data
+    saved earlier (the pipeline's synthetic eval.npz), so the results are labelled synthetic as well.
     Raises :class:`BudgetError` (nothing written) when no measured mix meets the budget."""
     say = log or (lambda msg: None)
     data = data or DataOptions()
@@ -200,7 +202,8 @@ def run_budget(model_path: str | Path, out_dir: str | Path, cfg: BudgetConfig, *
     calib = (load_for_model(calib_source, model_path, data, role="calibration", size=cfg.calib_size)
              if calib_source is not None else ev)
     notes = list(ev.warnings)
-    if ev.is_synthetic:
+    is_synthetic = ev.is_synthetic or synthetic_source
+    if is_synthetic:
         notes.insert(0, SYNTHETIC_NOTE)
 
     fixed = model_io(model_path, data.input_shape)[1][0]  # a model with a fixed batch takes only that
@@ -315,7 +318,7 @@ def run_budget(model_path: str | Path, out_dir: str | Path, cfg: BudgetConfig, *
         result = {
             "artifact": "onnx", "kind": "se-budget", "source_model": str(Path(model_path).resolve()),
             "source_sha256": sha256_file(model_path), "budget_pct": cfg.budget_pct, "backend": str(cfg.backend),
-            "batch": cfg.batch, "settings": cfg.to_dict(), "synthetic": ev.is_synthetic,
+            "batch": cfg.batch, "settings": cfg.to_dict(), "synthetic": is_synthetic,
             "labelled": labels is not None,
             "loss_metric": "top-1 drop (pt)" if labels is not None else "disagreement with the full model (pt)",
             "estimate_metric": "sum of per-block disagreement with the full model (pt)",

@@ -289,7 +289,8 @@ def _budget_stage(job: Job) -> Stage:
         if not job.eval_set.exists():
             raise Skip("the SE budget needs the held-out evaluation set, which the calibration stage writes when "
                        "engines.precisions includes int8")
-        r = run_budget(job.onnx("se"), job.budget.parent, cfg.se_budget, eval_source=job.eval_set)
+        r = run_budget(job.onnx("se"), job.budget.parent, cfg.se_budget, eval_source=job.eval_set,
+                       synthetic_source=(read_sidecar(job.eval_set) or {}).get("synthetic", False))
         ch = r["chosen"]
         return (f"{ch['fates'].count('keep')} kept, {ch['fates'].count('fold')} folded, "
                 f"{ch['fates'].count('remove')} removed: SE tax {ch['tax']['tax_pct']:+.1f}% "

@@ -168,3 +168,13 @@ def test_an_output_folder_holding_the_input_is_refused(files, tmp_path):
     shutil.copy(files / "m.onnx", tmp_path / MODEL_NAME)
     r = invoke(tmp_path / MODEL_NAME, "--synthetic", "--budget", "5", "-o", tmp_path)
     one_line_error(r, 2, "is the same file as")
+
+
+def test_random_data_saved_earlier_is_still_labelled_synthetic(files, tmp_path, monkeypatch):
+    """The pipeline's synthetic eval.npz reads as an npz; its sidecar's flag carries through."""
+    monkeypatch.setattr(budget_run, "_time", fake_timer())
+    cfg = budget_run.BudgetConfig(budget_pct=1000.0, warmup_s=0, min_duration_s=0, min_iters=3, time_top=0)
+    r = budget_run.run_budget(files / "m.onnx", tmp_path, cfg, eval_source=files / "unlabelled.npz",
+                              synthetic_source=True)
+    assert r["synthetic"] and r["notes"][0] == SYNTHETIC_NOTE
+    assert json.loads((tmp_path / f"{MODEL_NAME}.json").read_text())["synthetic"]
