@@ -95,11 +95,11 @@ def register(command) -> None:
         for b in r["blocks"]:
             rm, fo = b["remove"]["accuracy"], b["fold"]["accuracy"]
             key = "top1" if labelled else "agreement"
-            rows.append([b["block"], f"{b['cost_ms']:.3f}", f"{b['gate']['mean']:.2f}",
+            rows.append([b["block"], b["rank"], f"{b['cost_ms']:.3f}", f"{b['gate']['mean']:.2f}",
                          f"{b['gate']['channel_std_max']:.3f}", f"{100 * b['gate']['saturated']:.0f}",
                          f"{rm[key]:.2f}", f"{fo[key]:.2f}", b["fate"]])
-        console.print(table("SE blocks, costliest first in the sidecar's rank (cost: latency the block adds)",
-                            ["block", "cost ms", "gate mean", "gate std", "sat %", f"removed {what}",
+        console.print(table("SE blocks in graph order (rank 1: costliest in the per-op profile; cost: latency the "
+                            "block adds)", ["block", "rank", "cost ms", "gate mean", "gate std", "sat %", f"removed {what}",
                              f"folded {what}", "fate"], rows))
         console.print(table("Pareto front (estimated)", ["SE tax %", "disagreement pt",
                             "kept", "folded", "removed"],
