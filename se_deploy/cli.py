@@ -93,9 +93,9 @@ def _root(
 def _register_commands() -> None:
     # Each command module imports its heavy dependencies inside the command body,
     # so `se-deploy --help` stays fast and works without torch/tensorrt.
-    from se_deploy.commands import bench, doctor, engines, export, fuse, pipeline, quantize
+    from se_deploy.commands import bench, budget, doctor, engines, export, fuse, pipeline, quantize
 
-    for mod in (export, fuse, quantize, engines, doctor, bench, pipeline):
+    for mod in (export, fuse, quantize, engines, doctor, bench, pipeline, budget):
         mod.register(command)
 
 

@@ -79,6 +79,12 @@ class BenchmarkError(SeDeployError):
     exit_code = 10
 
 
+class BudgetError(SeDeployError):
+    """No mix of kept, folded and removed SE blocks meets the SE-tax budget (se-budget)."""
+
+    exit_code = 11
+
+
 class BusyError(SeDeployError):
     """An output directory is in use by another run: retry later, or wait for it (``--wait``)."""
 

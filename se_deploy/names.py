@@ -52,6 +52,9 @@ class Backend(Name):
 EngineBackend = Name("EngineBackend", [("auto", "auto")] + [(b.name, b.value) for b in Backend
                                                             if b is not Backend.torch])
 
+# se-budget times ONNX variants of one model: the backends that run an .onnx file directly.
+BudgetBackend = Name("BudgetBackend", [(b.name, b.value) for b in Backend if b is Backend.onnxruntime])
+
 
 # What bench can time: "auto" (see se_deploy.bench.backend_choice), every runtime, and trtexec (NVIDIA's
 # timing tool, which times a TensorRT plan in whole runs of its own process rather than through a runner).
@@ -145,8 +148,8 @@ class PreprocessPreset(Name):
     imagenet = "imagenet"
 
 
-ALL: tuple[type[Name], ...] = (Backend, EngineBackend, BenchBackend, BenchMode, Exporter, Simplifier, Precision,
-                               QuantTarget, HighPrecision, SeMode, QdqRule, CalibMethod, PreprocessPreset)
+ALL: tuple[type[Name], ...] = (Backend, EngineBackend, BenchBackend, BudgetBackend, BenchMode, Exporter, Simplifier,
+                               Precision, QuantTarget, HighPrecision, SeMode, QdqRule, CalibMethod, PreprocessPreset)
 
-__all__ = ["ALL", "Backend", "BenchBackend", "BenchMode", "CalibMethod", "EngineBackend", "Exporter", "HighPrecision",
-           "Name", "Precision", "PreprocessPreset", "QdqRule", "QuantTarget", "SeMode", "Simplifier"]
+__all__ = ["ALL", "Backend", "BenchBackend", "BenchMode", "BudgetBackend", "CalibMethod", "EngineBackend", "Exporter",
+           "HighPrecision", "Name", "Precision", "PreprocessPreset", "QdqRule", "QuantTarget", "SeMode", "Simplifier"]

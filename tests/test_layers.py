@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"se_deploy", "errors", "_util", "files", "names", "config", "onnx_io", "numerics", "envinfo"},
     {"runtime", "models"},
     {"export", "calibration"},
-    {"engines", "bench"},
+    {"engines", "bench", "budget"},
     {"pipeline", "report", "doctor"},
     {"commands", "cli", "console", "__main__"},
 ]

@@ -52,7 +52,7 @@ COMMANDS: dict[str, dict] = {
     "report": dict(argv=["report", "render", "{files}", "-o", "{output}"], inputs={"files": "results.json"}),
 }
 #: Writing commands whose only outputs are derived from their options; they have cases of their own below.
-DERIVED_ONLY = {"pipeline", "train-demo"}
+DERIVED_ONLY = {"pipeline", "train-demo", "se-budget"}
 
 SMALL_PIPELINE = '[run]\nname = "t"\n[model]\nse = "se_resnet18"\ninput_shape = [1, 3, 16, 16]\n'
 

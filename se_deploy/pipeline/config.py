@@ -23,6 +23,7 @@ from pydantic import AfterValidator, Field, NonNegativeInt, PositiveInt, Private
 
 from se_deploy.bench.backend_choice import CPU_RUNTIMES
 from se_deploy.bench.suite import BenchConfig
+from se_deploy.budget.run import BudgetConfig
 from se_deploy.calibration.quantize import QuantConfig
 from se_deploy.config import BadValue, Config, TOMLDecodeError, InputShape, load_toml, validate
 from se_deploy.errors import ConfigError, InputError
@@ -124,6 +125,14 @@ class PipelineBench(BenchConfig):
     profile: bool = True
 
 
+class BudgetSection(BudgetConfig):
+    """``[se_budget]``: the optional SE-budget stage (off by default) on the SE model's FP32 export and the
+    held-out evaluation set; its per-block table and Pareto plot go into the report."""
+
+    enabled: bool = False
+    budget_pct: float = Field(5.0, ge=0)
+
+
 class ReportSection(Config):
     html: bool = True
     markdown: bool = True
@@ -143,6 +152,7 @@ class PipelineConfig(Config):
     engines: EnginesSection = EnginesSection()
     accuracy: AccuracySection = AccuracySection()
     bench: PipelineBench = PipelineBench()
+    se_budget: BudgetSection = BudgetSection()
     report: ReportSection = ReportSection()
 
     _source: str = PrivateAttr("default config")

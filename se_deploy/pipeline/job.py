@@ -18,6 +18,8 @@ from se_deploy._util import read_sidecar, sha256_file, sidecar_path, write_json_
 from se_deploy.bench.backend_choice import CPU_RUNTIMES, choose_cpu_backend
 from se_deploy.bench.results import Accuracy, load_results, save_results
 from se_deploy.bench.suite import BenchConfig, Candidate, benchmark, model_info
+from se_deploy.budget.run import MODEL_NAME as BUDGET_MODEL
+from se_deploy.budget.run import run_budget
 from se_deploy.calibration.accuracy import evaluate
 from se_deploy.calibration.dataset import load_calibration
 from se_deploy.calibration.fp16 import Fp16Config, convert_fp16
@@ -73,6 +75,7 @@ class Job:
     report_html = property(lambda self: self.out / "report.html")
     report_md = property(lambda self: self.out / "report.md")
     plots = property(lambda self: self.out / "plots")
+    budget = property(lambda self: self.out / "se_budget" / BUDGET_MODEL)
 
 
 def _input_shape(cfg: PipelineConfig) -> tuple[int, ...]:
@@ -353,6 +356,23 @@ def _bench_stage(job: Job) -> Stage:
     return Stage("benchmark", [job.results], inputs, cfg.section_hash("bench"), run)
 
 
+def _budget_stage(job: Job) -> Stage:
+    cfg = job.config
+
+    def run() -> str:
+        if not job.eval_set.exists():
+            raise Skip("the SE budget needs the held-out evaluation set, which the calibration stage writes when "
+                       "engines.precisions includes int8")
+        r = run_budget(job.onnx("se"), job.budget.parent, cfg.se_budget, eval_source=job.eval_set,
+                       synthetic_source=(read_sidecar(job.eval_set) or {}).get("synthetic", False))
+        ch = r["chosen"]
+        return (f"{ch['fates'].count('keep')} kept, {ch['fates'].count('fold')} folded, "
+                f"{ch['fates'].count('remove')} removed: SE tax {ch['tax']['tax_pct']:+.1f}% "
+                f"(budget {r['budget_pct']:g}%), loss {ch['loss']:.2f}")
+
+    return Stage("SE budget", [job.budget], [job.onnx("se"), job.eval_set], cfg.section_hash("se_budget"), run)
+
+
 def _report_stage(job: Job) -> Stage:
     cfg = job.config
 
@@ -360,12 +380,16 @@ def _report_stage(job: Job) -> Stage:
         r = cfg.report
         if not (r.html or r.markdown):
             raise Skip("report.html and report.markdown are both false")
-        written = write_report(load_results(job.results), html=job.report_html if r.html else None,
+        results = load_results(job.results)
+        if cfg.se_budget.enabled and job.budget.exists():
+            setattr(results, "se_budget", read_sidecar(job.budget))  # a results key the report shows
+        written = write_report(results, html=job.report_html if r.html else None,
                                md=job.report_md if r.markdown else None, png_dir=job.plots if r.png else None)
         return ", ".join(p.name for p in written.values())
 
     outs = ([job.report_html] if cfg.report.html else []) + ([job.report_md] if cfg.report.markdown else [])
-    return Stage("report", outs, [job.results], cfg.section_hash("report"), run)
+    inputs = [job.results] + ([job.budget] if cfg.se_budget.enabled else [])
+    return Stage("report", outs, inputs, cfg.section_hash("report"), run)
 
 
 def _check_sources(cfg: PipelineConfig) -> None:
@@ -388,7 +412,9 @@ def build_job(cfg: PipelineConfig, out: str | os.PathLike) -> tuple[Job, list[St
         stages += [_quantize_stage(job, r) for r in job.roles]
     if Precision.fp16 in _precisions(job):
         stages += [_fp16_stage(job, r) for r in job.roles]
-    stages += [_engines_stage(job), _accuracy_stage(job), _bench_stage(job), _report_stage(job)]
+    stages += [_engines_stage(job), _accuracy_stage(job), _bench_stage(job)]
+    stages += [_budget_stage(job)] if cfg.se_budget.enabled else []
+    stages.append(_report_stage(job))
     # data read from inside the run directory must not be one of the files the run writes
     sources = {f"{s}.source": getattr(cfg, s).source for s in ("calibration", "accuracy")
                if getattr(cfg, s).source != "synthetic"}

@@ -11,7 +11,7 @@ import base64
 from typing import Mapping
 
 from se_deploy.bench.results import Results
-from se_deploy.report import tables
+from se_deploy.report import budget, tables
 from se_deploy.report.plots import PLOT_FILES
 from se_deploy.report.templating import html_env
 
@@ -24,4 +24,4 @@ def render_html(r: Results, plots: Mapping[str, bytes] | None = None) -> str:
     """Render ``r``; ``plots`` maps a PLOT_FILES stem to PNG bytes to embed."""
     return html_env().get_template("report.html.j2").render(
         title=f"se-deploy report: {r.label}", plots={k: b64(v) for k, v in (plots or {}).items()},
-        plot_titles=PLOT_FILES, **tables.report_tables(r))
+        plot_titles=PLOT_FILES, se_budget=budget.sections(r), **tables.report_tables(r))

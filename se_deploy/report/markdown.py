@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from se_deploy.bench.results import Results
-from se_deploy.report import tables
+from se_deploy.report import budget, tables
 from se_deploy.report.templating import md_env
 
 
@@ -21,5 +21,5 @@ def md_table(headers: list[str], rows: list[list[str]]) -> str:
 def render_markdown(r: Results, plots: Mapping[str, str] | None = None) -> str:
     """Render ``r``; ``plots`` maps plot title to a relative PNG path to link."""
     text = md_env().get_template("report.md.j2").render(title=f"se-deploy report: {r.label}", plots=plots or {},
-                                                        **tables.report_tables(r))
+                                                        se_budget=budget.sections(r), **tables.report_tables(r))
     return text.rstrip() + "\n"

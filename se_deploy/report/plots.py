@@ -13,13 +13,14 @@ from typing import Sequence
 
 from se_deploy._util import write_bytes_atomic
 from se_deploy.bench.results import Results
-from se_deploy.report import tables
+from se_deploy.report import budget, tables
 from se_deploy.report.tables import finite
 
 PLOT_FILES = {
     "latency_vs_batch": "Latency vs batch size",
     "se_vs_plain": "SE tax vs SE share of FLOPs",
     "op_breakdown": "Per-op breakdown",
+    "se_budget_front": "SE budget: SE tax vs accuracy",
 }
 
 
@@ -167,7 +168,7 @@ def render_plots(r: Results) -> dict[str, bytes]:
     """All plots that have data, keyed by file stem (see PLOT_FILES)."""
     out = {}
     for stem, fn in (("latency_vs_batch", latency_vs_batch), ("se_vs_plain", se_vs_plain),
-                     ("op_breakdown", op_breakdown)):
+                     ("op_breakdown", op_breakdown), ("se_budget_front", budget.plot)):
         png = fn(r)
         if png:
             out[stem] = png
