@@ -19,7 +19,7 @@ import typer
 
 from se_deploy import __version__
 from se_deploy.console import console, error
-from se_deploy.errors import SeDeployError, Terminated
+from se_deploy.errors import SeDeployError, Terminated, first_line
 
 app = typer.Typer(
     name="se-deploy",
@@ -53,9 +53,17 @@ def handle_errors(fn: Callable) -> Callable:
         except Exception as e:  # an internal bug: say so, without a traceback unless asked
             if os.environ.get("SE_DEPLOY_DEBUG"):
                 raise
-            raise fail(f"internal error: {type(e).__name__}: {e} (set SE_DEPLOY_DEBUG=1 for the traceback)", 70) from None
+            raise fail(f"internal error: {type(e).__name__}: {_short(e)} (set SE_DEPLOY_DEBUG=1 for the traceback)",
+                       70) from None
 
     return wrapper
+
+
+def _short(e: BaseException, limit: int = 300) -> str:
+    """The first line of ``e``, cut to ``limit`` characters: the error stays one line even when a library
+    puts a whole model into its message."""
+    text = first_line(e)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _interruption(e: KeyboardInterrupt) -> tuple[str, int]:

@@ -53,7 +53,7 @@ EngineBackend = Name("EngineBackend", [("auto", "auto")] + [(b.name, b.value) fo
                                                             if b is not Backend.torch])
 
 # se-budget times ONNX variants of one model: the backends that run an .onnx file directly.
-BudgetBackend = Name("BudgetBackend", [(b.name, b.value) for b in Backend if b is Backend.onnxruntime])
+BudgetBackend = Name("BudgetBackend", [(b.name, b.value) for b in Backend if b in (Backend.onnxruntime, Backend.openvino)])
 
 
 # What bench can time: "auto" (see se_deploy.bench.backend_choice), every runtime, and trtexec (NVIDIA's

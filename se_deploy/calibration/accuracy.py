@@ -22,26 +22,37 @@ from se_deploy.runtime.onnxruntime import OrtConfig, OrtRunner
 MAX_EVAL_BATCH = 64
 
 
-def _graph_optimization(model: str | Path | bytes) -> str:
+def _graph_optimization(model) -> str:
     """"disable" for a Q/DQ model with FP16 layers: onnxruntime's CPU graph optimizations fuse FP16 Q/DQ
-    patterns with a loss of accuracy of their own, which would be charged to the model; "all" otherwise."""
+    patterns with a loss of accuracy of their own, which would be charged to the model; "all" otherwise.
+    ``model``: a path, serialized bytes or a ModelProto (what OrtRunner takes)."""
     import onnx
 
-    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    if isinstance(model, onnx.ModelProto):
+        proto = model
+    elif isinstance(model, (bytes, bytearray)):
+        proto = onnx.load_from_string(bytes(model))
+    else:
+        proto = onnx.load(str(model), load_external_data=False)
     prec = onnx_precision(proto)
     return "disable" if prec.has_qdq and prec.has_fp16 else "all"
 
 
-def run_model(model: str | Path, data: CalibrationSet, *, threads: int = 0) -> np.ndarray:
-    """The first output of ``model`` over every sample of ``data`` (batched as the model allows)."""
+def _name(model) -> str:
+    return Path(model).name if isinstance(model, (str, Path)) else "the model"
+
+
+def run_model(model, data: CalibrationSet, *, threads: int = 0) -> np.ndarray:
+    """The first output of ``model`` (a path, bytes or a ModelProto) over every sample of ``data`` (batched
+    as the model allows)."""
     config = OrtConfig(threads=threads, graph_optimization=_graph_optimization(model))
     with OrtRunner(model, config) as runner:
         inputs = runner.inputs
         if len(inputs) != 1:
-            raise InputError(f"{model}: accuracy comparison supports single-input models, got {len(inputs)}")
+            raise InputError(f"{_name(model)}: accuracy comparison supports single-input models, got {len(inputs)}")
         spec = inputs[0]
         if spec.name != data.input_name:
-            raise CalibrationError(f"evaluation data is keyed {data.input_name!r} but {Path(model).name} "
+            raise CalibrationError(f"evaluation data is keyed {data.input_name!r} but {_name(model)} "
                                    f"expects input {spec.name!r}")
         static_b = spec.shape[0] if spec.shape and isinstance(spec.shape[0], int) and spec.shape[0] > 0 else None
         batch = static_b or min(MAX_EVAL_BATCH, len(data))

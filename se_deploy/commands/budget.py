@@ -57,7 +57,8 @@ def register(command) -> None:
                                                   "use (default: the evaluation data)."),
         synthetic: bool = typer.Option(False, "--synthetic", help="Random evaluation data, for smoke runs only "
                                                                   "(accuracy figures then mean nothing)."),
-        backend: BudgetBackend = typer.Option(BudgetBackend.onnxruntime, "--backend", help="Runtime to time on."),
+        backend: BudgetBackend = typer.Option(BudgetBackend.onnxruntime, "--backend",
+                                              help="CPU runtime to time on (onnxruntime, or openvino where installed)."),
         batch: int = typer.Option(1, "--batch", help="Batch size to time."),
         threads: int = typer.Option(0, "--threads", help="Intra-op threads (0: backend default)."),
         time_top: int = typer.Option(4, "--time-top", help="Blocks to time after the per-op profile ranks them."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -80,6 +81,19 @@ def test_a_generous_budget_keeps_every_block_and_writes_model_sidecar_and_plot(f
     assert not blocks[0]["fold"]["exact_claimed"] and "exact" not in blocks[0]["fold"]
     assert side["source_sha256"] and side["onnx_sha256"]
     assert "chosen: 3 kept, 0 folded, 0 removed" in r.output
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")
+def test_openvino_times_the_variants_and_profiles_the_blocks(files, tmp_path):
+    out = tmp_path / "out"
+    r = invoke(files / "m.onnx", "--eval-data", files / "eval.npz", "--backend", "openvino", "--budget", "1000%",
+               "-o", out, *FAST)
+    assert r.exit_code == 0, r.output
+    side = json.loads((out / f"{MODEL_NAME}.json").read_text())
+    assert side["backend"] == "openvino"
+    assert [b["fate"] for b in side["blocks"]] == ["keep"] * 3
+    assert sorted(b["rank"] for b in side["blocks"]) == [1, 2, 3]  # ranked by OpenVINO's per-op profile
+    assert np.isfinite(side["chosen"]["tax"]["tax_pct"])
 
 
 def test_the_try_loop_measures_each_mix_and_writes_the_one_that_meets_the_budget(files, tmp_path, monkeypatch):
