@@ -13,6 +13,7 @@ import inspect
 import io
 import logging
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -124,13 +125,24 @@ def _noticing_signals():
             prev(signum, frame)
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
+    hook = sys.unraisablehook
+
+    def unraisable(info) -> None:
+        # a signal that lands in a weakref or GC callback raises there, where Python can only print
+        # "Exception ignored" with a traceback; it is noted in ``seen`` and raised after the block
+        if seen and info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt):
+            return
+        hook(info)
+
     for s in previous:
         signal.signal(s, note)
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
+        sys.unraisablehook = hook
         if seen:
             raise Terminated() if signal.SIGTERM in seen else KeyboardInterrupt()
 
