@@ -393,3 +393,16 @@ def test_results_say_the_plain_twin_was_temporary_instead_of_naming_a_deleted_fi
     assert twin.role == "plain" and twin.artifact is None and twin.sha256  # measured, then deleted with workdir
     assert twin.temporary == "the SE-ablated twin, made for this run and deleted after it"
     assert prep.candidates[1].artifact.startswith(str(work))  # what runs is the file in the work folder
+
+
+def test_compare_with_an_unreadable_candidate_is_one_line(files, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a protobuf")
+    r = runner.invoke(app, ["compare", str(files / "m.onnx"), str(bad), "--data", str(files / "c.npz")])
+    one_line_error(r, 2, "bad.onnx", "not a readable ONNX model")
+
+
+def test_bench_trtexec_path_without_the_trtexec_backend_is_refused(files, tmp_path):
+    r = runner.invoke(app, ["bench", str(files / "m.onnx"), "--trtexec", "/bin/true", "-o", str(tmp_path / "r.json")])
+    one_line_error(r, 2, "--backend trtexec")
+    assert not (tmp_path / "r.json").exists()

@@ -109,7 +109,7 @@ def prepare(target: str, *, backend: str | Sequence[str] | None, baseline: str, 
     else:
         raise InputError(f"{target!r} is neither a file nor a zoo model name (see 'se-deploy models')")
     if kind == "plan":
-        requested = [Backend.tensorrt.value if b == AUTO else b for b in requested]
+        requested = list(dict.fromkeys(Backend.tensorrt.value if b == AUTO else b for b in requested))
     for b in requested:
         if b != AUTO:
             _check(kind, b, path)

@@ -33,7 +33,10 @@ def _graph_optimization(model) -> str:
     elif isinstance(model, (bytes, bytearray)):
         proto = onnx.load_from_string(bytes(model))
     else:
-        proto = onnx.load(str(model), load_external_data=False)
+        try:
+            proto = onnx.load(str(model), load_external_data=False)
+        except Exception as e:  # protobuf's DecodeError and friends: not an ONNX file
+            raise InputError(f"{model} is not a readable ONNX model ({type(e).__name__})") from None
     prec = onnx_precision(proto)
     return "disable" if prec.has_qdq and prec.has_fp16 else "all"
 

@@ -81,6 +81,8 @@ def register(command) -> None:
                           confidence=confidence, profile=profile)
         shape = parse_shape(input_shape)
         backends = [b.value for b in backend or []]
+        if trtexec is not None and BenchBackend.trtexec not in backends:
+            raise UsageError("--trtexec names the executable for --backend trtexec; add --backend trtexec")
         if BenchBackend.trtexec in backends and len(set(backends)) > 1:
             raise UsageError("--backend trtexec times a plan in trtexec's own runs; it cannot be timed side by side "
                              "with another backend")

@@ -74,7 +74,7 @@ def register(command) -> None:
         min_duration_s: float = typer.Option(2.0, "--min-duration-s", help="Minimum seconds per timing run."),
         data: DataOptions = None,
     ) -> None:
-        from se_deploy.budget.run import BudgetConfig, run_budget
+        from se_deploy.budget.run import MODEL_NAME, BudgetConfig, run_budget
         from se_deploy.console import line, note, table, console, warn
         from se_deploy.errors import UsageError
 
@@ -115,8 +115,4 @@ def register(command) -> None:
              f"{ch['fates'].count('fold')} folded, {ch['fates'].count('remove')} removed: measured SE tax "
              f"{t['tax_pct']:+.1f}% [{t['tax_pct_lo']:+.1f}, {t['tax_pct_hi']:+.1f}] (budget {r['budget_pct']:g}%), "
              f"loss {ch['loss']:.2f}{top1}")
-        line(f"wrote {Path(out) / 'se_budget.onnx'} (+ .json sidecar" + (f", {r['plot']})" if r.get("plot") else ")"))
-
-
-def _db(v) -> str:
-    return "inf" if v is None else f"{v:.1f}"
+        line(f"wrote {Path(out) / MODEL_NAME} (+ .json sidecar" + (f", {r['plot']})" if r.get("plot") else ")"))

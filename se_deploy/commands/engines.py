@@ -32,7 +32,7 @@ def register(command) -> None:
                                               help="The plan to write (default: beside the ONNX, .plan)."),
         fp16: bool = typer.Option(False, "--fp16", help="FP16 engine (TensorRT 11: converts to an FP16 ONNX first)."),
         int8: bool = typer.Option(False, "--int8", help="INT8 engine: needs --calib-data (quantized first, float "
-                                                        "layers FP16) or a Q/DQ ONNX."),
+                                                        "layers FP32; FP16 with --fp16) or a Q/DQ ONNX."),
         calib_data: Optional[str] = typer.Option(None, "--calib-data", help="Calibration data: a directory of "
                                                  "images or a .npz keyed by input name."),
         calibrator: Optional[str] = typer.Option(None, "--calibrator", help="TensorRT 8.6/10 only: implicit INT8 "

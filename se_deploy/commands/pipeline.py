@@ -1,4 +1,4 @@
-"""``se-deploy pipeline``: export -> fuse -> quantize -> engines -> accuracy -> bench -> report."""
+"""``se-deploy pipeline``: export -> fuse -> quantize -> engines -> accuracy -> bench -> [se_budget] -> report."""
 
 from __future__ import annotations
 
@@ -26,9 +26,10 @@ def _run_outputs(values) -> dict:
 
 def register(command) -> None:
     @command("pipeline", help="Run the whole job for an SE model and its plain twin: export, SE fusion, INT8 "
-                              "calibration/quantization, engines (TensorRT where present, onnxruntime otherwise), "
-                              "accuracy, interleaved benchmark and report. Stages whose inputs have not changed "
-                              "are skipped.")
+                              "calibration/quantization, engines (TensorRT where present, else the faster installed "
+                              "CPU runtime, onnxruntime or OpenVINO, by a short probe), accuracy, interleaved "
+                              "benchmark, the optional SE budget and the report. Stages whose inputs have not "
+                              "changed are skipped.")
     @files(inputs=("config",), derived=_run_outputs)
     def pipeline(
         config: Optional[Path] = typer.Option(None, "--config", "-c",

@@ -243,8 +243,9 @@ def _tensorrt_engine(job: Job, role: str, prec: str) -> tuple[Path, Path]:
     else:
         mixed = prec == Precision.int8fp16
         high = Precision.fp16 if mixed else Precision.fp32
-        qdq = job.onnx(role, Precision.int8)
-        if cfg.quantize.target != QuantTarget.tensorrt or cfg.quantize.resolved_high_precision != high:
+        qdq = job.onnx(role, Precision.int8)  # written by the quantize stage when int8 is one of the precisions
+        if (Precision.int8 not in _precisions(job) or cfg.quantize.target != QuantTarget.tensorrt
+                or cfg.quantize.resolved_high_precision != high):
             qdq = job.out / role / f"model.{prec}.tensorrt.onnx"
             quantize_int8(job.onnx(role), qdq, _load_npz(job.calib), tensorrt_quant_config(high, cfg.quantize))
         bc = BuildConfig(onnx=str(qdq), output=str(plan), int8=True, fp16=mixed, batch=batch)

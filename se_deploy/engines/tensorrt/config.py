@@ -12,7 +12,27 @@ for, else FP32, so a request never gets a precision it did not ask for. TensorRT
 strongly typed networks: it takes the precision from builder flags and picks per layer
 (weak typing), and it needs the INT8 flag to build any Q/DQ network.
 
-=======================  ==========================  ==========================  ===================="""
+=======================  ==========================  ==========================  ===========================
+request                  TensorRT 8.6                TensorRT 10.x               TensorRT 11.x
+=======================  ==========================  ==========================  ===========================
+(none), FP32 ONNX        FP32                        FP32                        FP32 (strongly typed)
+(none), Q/DQ or FP16     flags INT8 / FP16 as the    strongly typed              strongly typed
+ONNX                     ONNX carries
+--fp16                   flag FP16                   flag FP16 (an FP16 ONNX:    an FP16 ONNX as is, else
+                                                     strongly typed)             convert to FP16 ONNX first
+--int8 (Q/DQ ONNX)       flag INT8                   strongly typed              strongly typed
+--int8 --fp16 (Q/DQ      flags INT8 + FP16           flags INT8 + FP16 (an       only if the ONNX holds FP16
+ONNX)                                                FP16 Q/DQ ONNX: strongly    too (else quantize the FP32
+                                                     typed)                      ONNX with --calib-data)
+--int8 --calib-data      quantize (hp FP32), flag    quantize (hp FP32),         quantize (hp FP32),
+                         INT8                        strongly typed              strongly typed
+--int8 --fp16            quantize (hp FP32), flags   quantize (hp FP16),         quantize (hp FP16),
+--calib-data             INT8 + FP16                 strongly typed              strongly typed
+--int8 --calibrator X    flag INT8 (+FP16) with      flag INT8 (+FP16) with      refused: implicit
+--calib-data             IInt8EntropyCalibrator2 /   the same calibrators, TRT   calibration was removed
+                         IInt8MinMaxCalibrator       cache
+=======================  ==========================  ==========================  ===========================
+"""
 
 from __future__ import annotations
 
