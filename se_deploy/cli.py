@@ -46,6 +46,11 @@ def handle_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:
+            # the reader of our output went away (`se-deploy inspect --json | head`): nothing left to say to it,
+            # and nothing to report; stdout is pointed at devnull so the interpreter's final flush stays quiet
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except SeDeployError as e:
             raise fail(str(e), e.exit_code) from None
         except KeyboardInterrupt as e:

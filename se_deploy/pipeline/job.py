@@ -363,7 +363,7 @@ def _budget_stage(job: Job) -> Stage:
     def run() -> str:
         if not job.eval_set.exists():
             raise Skip("the SE budget needs the held-out evaluation set, which the calibration stage writes when "
-                       "engines.precisions includes int8")
+                       "engines.precisions holds a precision besides fp32 (fp16, int8 or int8fp16)")
         r = run_budget(job.onnx("se"), job.budget.parent, cfg.se_budget, eval_source=job.eval_set,
                        synthetic_source=(read_sidecar(job.eval_set) or {}).get("synthetic", False))
         ch = r["chosen"]
