@@ -680,13 +680,12 @@ class TegrastatsSampler:
         except OSError:
             return self
         self.available = True
-        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread = threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True)
         self._thread.start()
         return self
 
-    def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        for line in self._proc.stdout:
+    def _read(self, stream) -> None:
+        for line in stream:
             self._lines.append(line)
 
     def __exit__(self, *exc) -> None:

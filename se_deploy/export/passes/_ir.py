@@ -73,10 +73,12 @@ class SEPass(SEScale):
         self.changed.append(name)
         return out
 
-    def apply(self) -> None:
+    def apply(self) -> dict:
+        """Rewrite every block the pass takes; return the pass report (changed count, blocks, skipped)."""
         RewriteRuleSet(self.variants()).apply_to_model(self.model)
         strip_rewrite_tags(self.model)
         cleanup(self.model)
+        return {"changed": len(self.changed), "blocks": self.changed, "skipped": self.skipped}
 
 
 def each_match(model: ir.Model, skip=lambda m: None, skipped: dict | None = None):

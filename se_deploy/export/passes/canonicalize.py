@@ -26,8 +26,7 @@ class Canonicalize(_ir.SEPass):
 @register_pass("canonicalize", kind=PassKind.exact,
                summary="rewrite every SE block as GlobalAveragePool -> Conv1x1 -> act -> Conv1x1 -> gate -> Mul")
 def canonicalize(model, ctx: PassContext) -> dict:
-    p = Canonicalize(model)
-    p.apply()
-    already = [k for k, why in p.skipped.items() if why == "already canonical"]
-    return {"changed": len(p.changed), "already_canonical": len(already), "blocks": p.changed,
-            "skipped": {k: why for k, why in p.skipped.items() if k not in already}}
+    report = Canonicalize(model).apply()
+    already = [k for k, why in report["skipped"].items() if why == "already canonical"]
+    return {**report, "already_canonical": len(already),
+            "skipped": {k: why for k, why in report["skipped"].items() if k not in already}}

@@ -53,6 +53,4 @@ class ExpandGate(_ir.SEPass):
 @register_pass("expand-gate", kind=PassKind.exact,
                summary="expand the N,C,1,1 gate to N,C,H,W (nearest Resize) so onnxruntime CPU keeps SE blocks in NCHWc")
 def expand_gate(model, ctx: PassContext) -> dict:
-    p = ExpandGate(model)
-    p.apply()
-    return {"changed": len(p.changed), "blocks": p.changed, "skipped": p.skipped}
+    return ExpandGate(model).apply()

@@ -64,6 +64,4 @@ class HoistSqueeze(_ir.SEPass):
 @register_pass("hoist-squeeze", kind=PassKind.exact,
                summary="pool the input of a pointwise (1x1) producer conv and apply its weights to the pooled vector")
 def hoist_squeeze(model, ctx: PassContext) -> dict:
-    p = HoistSqueeze(model)
-    p.apply()
-    return {"changed": len(p.changed), "blocks": p.changed, "skipped": p.skipped}
+    return HoistSqueeze(model).apply()
