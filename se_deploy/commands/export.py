@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from se_deploy.commands._options import files
+from se_deploy.names import QuantTarget
 
 
 def register(command) -> None:
@@ -83,7 +84,7 @@ def register(command) -> None:
         input_shape: Optional[str] = typer.Option(None, "--input-shape",
                                                   help="NxCxHxW for a model with dynamic H/W, so MACs/FLOPs can be "
                                                        "counted (per batch of 1); without it they are reported unknown."),
-        qdq: Optional[str] = typer.Option(None, "--qdq", help="tensorrt: list every Q/DQ placement TensorRT will not "
+        qdq: Optional[QuantTarget] = typer.Option(None, "--qdq", help="tensorrt: list every Q/DQ placement TensorRT will not "
                                                               "fuse, with the node and the rule, whoever made the "
                                                               "model; exits 1 when it finds any."),
     ) -> None:
@@ -132,16 +133,15 @@ def register(command) -> None:
                           str(b.get("scale_node")))
             console.print(t)
 
-    def _lint(model: Path, target: str, as_json: bool) -> None:
+    def _lint(model: Path, target: QuantTarget, as_json: bool) -> None:
         from rich.table import Table
 
         from se_deploy.calibration.qdq_lint import lint_file
         from se_deploy.console import console, line, raw
         from se_deploy.errors import UsageError
-        from se_deploy.names import QuantTarget
 
         if target != QuantTarget.tensorrt:
-            raise UsageError(f"--qdq {target!r}: the linter has rules for {QuantTarget.tensorrt} only")
+            raise UsageError(f"--qdq {target}: the linter has rules for {QuantTarget.tensorrt} only")
         report = lint_file(model)
         if as_json:
             raw(json.dumps(report, indent=2))

@@ -10,6 +10,7 @@ import typer
 from se_deploy.calibration.data_options import DataOptions
 from se_deploy.calibration.ranges import DEFAULT_ENTROPY_BINS
 from se_deploy.commands._options import data_options, files
+from se_deploy.names import HighPrecision, SeMode
 
 
 def _rejected_copy(values) -> dict:
@@ -52,12 +53,12 @@ def register(command) -> None:
         percentile: float = typer.Option(99.999, "--percentile", help="Percentile for --method percentile."),
         entropy_bins: int = typer.Option(DEFAULT_ENTROPY_BINS, "--entropy-bins",
                                          help="Histogram bins for --method entropy (at least 128)."),
-        se_mode: Optional[str] = typer.Option(None, "--se-mode", help="cheap (default: the squeeze and the scale "
+        se_mode: Optional[SeMode] = typer.Option(None, "--se-mode", help="cheap (default: the squeeze and the scale "
                                                                       "read INT8, the excitation stays in the high-"
                                                                       "precision type), float (whole SE block float) "
                                                                       "or all (excitation INT8 too)."),
         quantize_se: bool = typer.Option(False, "--quantize-se", help="Same as --se-mode all."),
-        high_precision: Optional[str] = typer.Option(None, "--high-precision", help="Type of the layers left "
+        high_precision: Optional[HighPrecision] = typer.Option(None, "--high-precision", help="Type of the layers left "
                                                                                     "unquantized: fp16 (default for "
                                                                                     "tensorrt; I/O stays FP32) or "
                                                                                     "fp32 (default for cpu)."),
