@@ -149,11 +149,6 @@ def _runner(backend: str, options: dict, path: Path, threads: int, batch: int):
     return create_runner(backend, str(path), **runner_options(backend, threads, opts))
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
-
-
 def low_ratio(a_ms, b_ms, n_boot: int, q: float = 10.0) -> dict:
     """p10(a) / p10(b) with a paired percentile-bootstrap 95% interval over rounds.
 
@@ -177,6 +172,7 @@ def time_group(models: dict[str, Path], runtimes: dict, batch: int, args) -> dic
     from se_deploy.bench.harness import run_interleaved
     from se_deploy.bench.stats import ratio_interval, se_tax, summarize
     from se_deploy.bench.suite import make_feed
+    from se_deploy.numerics import compare_arrays
 
     load0 = os.getloadavg()
     with ExitStack() as stack:
@@ -202,7 +198,7 @@ def time_group(models: dict[str, Path], runtimes: dict, batch: int, args) -> dic
         d = described[(m, rt)]
         entry = {"model": m, "runtime": rt, "summary": summarize(s), "samples_ms": [round(x, 4) for x in s],
                  "inference_precision": d.get("inference_precision"), "version": d.get("version"),
-                 "cos_vs_onnxruntime": _cosine(outputs[(m, rt)], outputs[(m, "onnxruntime")])}
+                 "cos_vs_onnxruntime": compare_arrays(outputs[(m, "onnxruntime")], outputs[(m, rt)]).cosine}
         if m != PLAIN and (PLAIN, rt) in series:
             entry["tax"] = se_tax(s, series[(PLAIN, rt)], n_boot=args.n_boot)
             entry["tax_p10"] = low_ratio(s, series[(PLAIN, rt)], args.n_boot)
