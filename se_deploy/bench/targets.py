@@ -13,8 +13,9 @@ from typing import Sequence
 
 from se_deploy._util import read_sidecar
 from se_deploy.bench.backend_choice import CPU_RUNTIMES, choose_cpu_backend
-from se_deploy.bench.results import ModelInfo
-from se_deploy.bench.suite import Candidate, model_info
+from se_deploy.bench.results import ModelInfo, Results
+from se_deploy.bench.suite import BenchConfig, Candidate, benchmark, model_info
+from se_deploy.bench.trtexec_bench import bench_trtexec
 from se_deploy.errors import InputError, UsageError
 from se_deploy.export.passes import ablate_se
 from se_deploy.export.se_detect import find_se_blocks
@@ -73,6 +74,9 @@ def _requested(backend: str | Sequence[str] | None, target: str) -> list[str]:
     for b in names:
         if b not in BenchBackend.values():
             raise UsageError(f"backend {b!r} is not one of {BenchBackend.choices()}")
+    if BenchBackend.trtexec in names and len(names) > 1:
+        raise UsageError("--backend trtexec times a plan in trtexec's own runs; it cannot be timed side by side "
+                         "with another backend")
     return names
 
 
@@ -188,3 +192,18 @@ def _demote(p: Prepared) -> None:
                                  backend=c.backend, options=c.options) for c in p.candidates]
     for m in p.models:
         m.role = "other"
+
+
+def measure(prep: Prepared, config: BenchConfig, *, trtexec: str | None = None,
+            on_progress=None) -> Results:
+    """Time the prepared candidates: in trtexec's own runs for ``--backend trtexec`` (``trtexec``: its
+    executable), else interleaved through the runners. Warnings from preparing come first in the results."""
+    if any(c.backend == BenchBackend.trtexec for c in prep.candidates):
+        results = bench_trtexec(prep.candidates, config, trtexec=trtexec, models=prep.models,
+                                on_progress=on_progress)
+    else:
+        results = benchmark(prep.candidates, config, models=prep.models, run_name="", run_extra=prep.run,
+                            on_progress=on_progress)
+    results.warnings[:0] = prep.warnings
+    return results
+

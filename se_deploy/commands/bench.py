@@ -65,8 +65,8 @@ def register(command) -> None:
 
         from se_deploy._util import check_output_path, parse_int_list, parse_shape
         from se_deploy.bench.results import save_results
-        from se_deploy.bench.suite import BenchConfig, benchmark
-        from se_deploy.bench.targets import prepare
+        from se_deploy.bench.suite import BenchConfig
+        from se_deploy.bench.targets import measure, prepare
         from se_deploy.console import console, line, note
         from se_deploy.envinfo import locked_clocks
         from se_deploy.errors import UsageError
@@ -83,21 +83,11 @@ def register(command) -> None:
         backends = [b.value for b in backend or []]
         if trtexec is not None and BenchBackend.trtexec not in backends:
             raise UsageError("--trtexec names the executable for --backend trtexec; add --backend trtexec")
-        if BenchBackend.trtexec in backends and len(set(backends)) > 1:
-            raise UsageError("--backend trtexec times a plan in trtexec's own runs; it cannot be timed side by side "
-                             "with another backend")
         with tempfile.TemporaryDirectory(prefix="se-deploy-bench-") as tmp, \
                 locked_clocks(lock_clocks, log=note) as clock_lock:
             prep = prepare(target, backend=backends, baseline=baseline, input_shape=shape, workdir=Path(tmp),
                            say=note, batch=cfg.batches[0], threads=threads)
-            if BenchBackend.trtexec in backends:
-                from se_deploy.bench.trtexec_bench import bench_trtexec
-
-                results = bench_trtexec(prep.candidates, cfg, trtexec=trtexec, models=prep.models, on_progress=note)
-            else:
-                results = benchmark(prep.candidates, cfg, models=prep.models, run_name="", run_extra=prep.run,
-                                    on_progress=note)
-        results.warnings[:0] = prep.warnings
+            results = measure(prep, cfg, trtexec=trtexec, on_progress=note)
         if lock_clocks and isinstance(results.environment.get("jetson"), dict):
             results.environment["jetson"]["clock_lock"] = clock_lock
         save_results(results, output)
